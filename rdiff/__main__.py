@@ -1,0 +1,3 @@
+from rdiff.cli import main
+
+raise SystemExit(main())

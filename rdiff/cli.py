@@ -1,0 +1,223 @@
+"""Command line: ``rdiff {reconstruct,inpaint,generate,train,eval,data}`` (also ``python -m rdiff``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from rdiff.cameras import orbit_cameras
+from rdiff.model import CheckpointError
+from rdiff.preprocess import InputError
+
+
+def _progress(desc: str):
+    bar = tqdm(desc=desc, unit="step")
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="local checkpoint folder or Hub id (default: shipped weights)")
+    p.add_argument("--out", default="outputs", help="output folder")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=36, help="turntable frames")
+    p.add_argument("--mesh-format", default="glb", choices=["glb", "obj", "ply"])
+    p.add_argument("--mesh-resolution", type=int, default=64)
+
+
+def _add_camera_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--azimuth", type=float, default=None, help="input camera azimuth in degrees")
+    p.add_argument("--elevation", type=float, default=None, help="input camera elevation in degrees")
+    p.add_argument("--radius", type=float, default=None, help="input camera distance from the origin")
+    p.add_argument("--fov", type=float, default=None, help="input camera horizontal FOV in degrees")
+
+
+def _camera(model, args):
+    c = model.config
+    az = c.default_azimuth if args.azimuth is None else args.azimuth
+    el = c.default_elevation if args.elevation is None else args.elevation
+    r = c.default_radius if args.radius is None else args.radius
+    fov = c.default_fov_x if args.fov is None else math.radians(args.fov)
+    return orbit_cameras(az, el, r, fov)
+
+
+def _save_result(result, out: Path, stem: str, args) -> list[Path]:
+    from rdiff.visualize import colorize_depth
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for i, scene in enumerate(result.scenes):
+        name = stem if len(result.scenes) == 1 else f"{stem}_{i:02d}"
+        img = (result.images[i].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(img).save(out / f"{name}.png")
+        view = scene.render(scene.camera)[0]
+        Image.fromarray(colorize_depth(view.depth, view.opacity)).save(out / f"{name}_depth.png")
+        scene.save_video(out / f"{name}_orbit.mp4", n=args.frames)
+        written += [out / f"{name}.png", out / f"{name}_depth.png", out / f"{name}_orbit.mp4"]
+        try:
+            written.append(scene.export_mesh(out / f"{name}.{args.mesh_format}", args.mesh_resolution))
+        except ValueError as e:
+            print(f"warning: no mesh for {name}: {e}", file=sys.stderr)
+    return written
+
+
+def _load(args):
+    from rdiff.hub import load_model
+
+    loaded = load_model(args.checkpoint)
+    if loaded.notice:
+        print(loaded.notice, file=sys.stderr)
+    return loaded.model
+
+
+def cmd_reconstruct(args) -> list[Path]:
+    from rdiff.preprocess import prepare_image
+    from rdiff.sampling import reconstruct
+
+    model = _load(args)
+    image = prepare_image(args.image, model.config.image_size)
+    result = reconstruct(model, image, _camera(model, args), t_r=args.tr, steps=args.steps or 10, seed=args.seed,
+                         progress=_progress("reconstruct"))
+    return _save_result(result, Path(args.out), Path(args.image).stem, args)
+
+
+def cmd_inpaint(args) -> list[Path]:
+    from rdiff.preprocess import open_image, prepare_image, prepare_mask
+    from rdiff.sampling import inpaint
+
+    model = _load(args)
+    m = model.config.image_size
+    src = open_image(args.image)
+    image = prepare_image(src, m)
+    mask = prepare_mask(open_image(args.mask), m, image_size=src.size)
+    result = inpaint(model, image, mask[None], _camera(model, args), steps=args.steps or 50,
+                     resample=args.resample, seed=args.seed, progress=_progress("inpaint"))
+    return _save_result(result, Path(args.out), Path(args.image).stem + "_inpainted", args)
+
+
+def cmd_generate(args) -> list[Path]:
+    from rdiff.sampling import generate
+
+    model = _load(args)
+    cam = _camera(model, args)
+    cams = orbit_cameras([0.0] * args.n, [0.0] * args.n, [1.0] * args.n, float(cam.fov_x[0]))
+    cams.c2w[:] = cam.c2w
+    result = generate(model, args.n, cams, steps=args.steps or 50, seed=args.seed, progress=_progress("generate"))
+    return _save_result(result, Path(args.out), f"generated_s{args.seed}", args)
+
+
+def cmd_train(args) -> None:
+    from rdiff.training import load_train_config, train
+
+    overrides = {"data": args.data, "out_dir": args.out_dir, "max_steps": args.max_steps,
+                 "max_minutes": args.max_minutes, "threads": args.threads, "batch_size": args.batch_size}
+    cfg = load_train_config(args.config, overrides)
+    print(f"training -> {train(cfg)}")
+
+
+def cmd_eval(args) -> None:
+    from rdiff.evaluation import evaluate, save_result
+    from rdiff.hub import load_model
+
+    model = load_model(args.checkpoint, fallback=None).model
+    t_rs = [int(t) for t in args.tr.split(",") if t.strip()]
+    result = evaluate(model, args.data, t_rs, steps=args.steps, max_scenes=args.max_scenes, seed=args.seed)
+    print(f"{result.scenes} scenes, {result.views} novel views")
+    print(result.table())
+    if args.json:
+        print(f"wrote {save_result(result, args.json)}")
+
+
+def cmd_data(args) -> None:
+    from rdiff.data import clevr1
+
+    clevr1.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rdiff", description="RenderDiffusion: 3D reconstruction, inpainting, generation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("reconstruct", help="3D reconstruction from one image")
+    p.add_argument("image")
+    p.add_argument("--tr", type=int, default=0, help="noise the input to this timestep first (0 = fidelity)")
+    _add_model_args(p)
+    _add_camera_args(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("inpaint", help="3D-aware inpainting (mask: white/opaque = fill in)")
+    p.add_argument("image")
+    p.add_argument("mask")
+    p.add_argument("--resample", type=int, default=1, help="RePaint resampling jumps per step")
+    _add_model_args(p)
+    _add_camera_args(p)
+    p.set_defaults(func=cmd_inpaint)
+
+    p = sub.add_parser("generate", help="unconditional 3D generation")
+    p.add_argument("--n", type=int, default=1)
+    _add_model_args(p)
+    _add_camera_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="train a model (use torchrun for several processes)")
+    p.add_argument("--config", required=True, help="TOML training config (see configs/)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--out-dir", default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="novel-view PSNR/SSIM from single-view reconstructions")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="folder with transforms.json (scenes with several views)")
+    p.add_argument("--tr", default="0", help="comma-separated reconstruction timesteps, e.g. 0,40")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--max-scenes", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the metrics here as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("data", help="datasets")
+    dsub = p.add_subparsers(dest="dataset", required=True)
+    from rdiff.data import clevr1
+
+    c = dsub.add_parser("clevr1", help="generate the CLEVR1 dataset")
+    clevr1.add_arguments(c)
+    c.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        written = args.func(args)
+    except (InputError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(written, list):
+        for path in written:
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Gaussian diffusion maths for an x0-predicting denoiser: schedules, forward noising, posteriors, samplers.
+
+Timesteps are integers ``0 <= t < T``; ``alpha_bar[t] = prod_{i <= t} (1 - beta_i)`` and
+``x_t = sqrt(alpha_bar[t]) x0 + sqrt(1 - alpha_bar[t]) eps``. Samplers step from any ``t`` to any
+``s < t`` (respaced sampling), using the exact Gaussian posterior ``q(x_s | x_t, x0)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def linear_betas(timesteps: int, start: float = 1e-4, end: float = 2e-2) -> Tensor:
+    """The DDPM linear schedule, rescaled so other ``timesteps`` keep the same overall noise."""
+    scale = 1000.0 / timesteps
+    return torch.linspace(scale * start, scale * end, timesteps, dtype=torch.float64)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """The cosine schedule of Nichol & Dhariwal (2021)."""
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+
+
+def make_betas(schedule: str, timesteps: int) -> Tensor:
+    if schedule == "linear":
+        return linear_betas(timesteps)
+    if schedule == "cosine":
+        return cosine_betas(timesteps)
+    raise ValueError(f"unknown noise schedule {schedule!r} (use 'linear' or 'cosine')")
+
+
+def sampling_timesteps(start: int, steps: int) -> list[int]:
+    """Descending, distinct timesteps from ``start`` down to 0, at most ``steps`` of them."""
+    if start < 0:
+        raise ValueError("start timestep must be >= 0")
+    if steps < 1:
+        raise ValueError("need at least one sampling step")
+    ts = torch.linspace(start, 0, min(steps, start + 1)).round().long().tolist()
+    return sorted(set(ts), reverse=True)
+
+
+class GaussianDiffusion:
+    """Noise schedule and the closed-form maths around it (no learnable state)."""
+
+    def __init__(self, timesteps: int = 1000, schedule: str = "linear") -> None:
+        self.timesteps = timesteps
+        self.betas = make_betas(schedule, timesteps)
+        self.alpha_bar = torch.cumprod(1.0 - self.betas, dim=0)
+
+    def _ab(self, t: Tensor | int, like: Tensor) -> Tensor:
+        """``alpha_bar[t]`` broadcast to ``like``'s shape (``t`` of -1 means the clean image)."""
+        t = torch.as_tensor(t, device=self.alpha_bar.device).long()
+        ab = torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), self.alpha_bar[t.clamp_min(0)])
+        ab = ab.to(device=like.device, dtype=like.dtype)
+        return ab.reshape(-1, *([1] * (like.ndim - 1))) if ab.ndim else ab
+
+    def check_timestep(self, t: int) -> None:
+        if not 0 <= t < self.timesteps:
+            raise ValueError(f"timestep must be in [0, {self.timesteps - 1}], got {t}")
+
+    def q_sample(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
+        """Sample ``x_t ~ q(x_t | x0)``."""
+        ab = self._ab(t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def q_jump(self, x_s: Tensor, s: int, t: int, noise: Tensor) -> Tensor:
+        """Sample ``x_t ~ q(x_t | x_s)`` for ``t > s`` (forward re-noising, used by RePaint resampling)."""
+        ratio = self._ab(t, x_s) / self._ab(s, x_s)
+        return ratio.sqrt() * x_s + (1 - ratio).sqrt() * noise
+
+    def posterior(self, x0: Tensor, x_t: Tensor, t: Tensor | int, s: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
+        """Mean and variance of ``q(x_s | x_t, x0)`` (``s`` defaults to ``t - 1``)."""
+        t = torch.as_tensor(t)
+        s = t - 1 if s is None else torch.as_tensor(s)
+        ab_t, ab_s = self._ab(t, x_t), self._ab(s, x_t)
+        alpha_ts = ab_t / ab_s
+        beta_ts = 1 - alpha_ts
+        mean = (ab_s.sqrt() * beta_ts / (1 - ab_t)) * x0 + (alpha_ts.sqrt() * (1 - ab_s) / (1 - ab_t)) * x_t
+        var = beta_ts * (1 - ab_s) / (1 - ab_t)
+        return mean, var
+
+    def predict_noise(self, x_t: Tensor, t: Tensor | int, x0: Tensor) -> Tensor:
+        """The noise implied by ``x_t`` and a prediction of ``x0``."""
+        ab = self._ab(t, x_t)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    def ddpm_step(self, x_t: Tensor, t: int, s: int, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Ancestral step ``x_t -> x_s`` (``s < t``; ``s == -1`` returns ``x0``)."""
+        if s < 0:
+            return x0
+        mean, var = self.posterior(x0, x_t, t, s)
+        noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return mean + var.sqrt() * noise
+
+    def ddim_step(
+        self, x_t: Tensor, t: int, s: int, x0: Tensor, eta: float = 0.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """DDIM step ``x_t -> x_s`` (deterministic for ``eta = 0``)."""
+        if s < 0:
+            return x0
+        ab_t, ab_s = self._ab(t, x_t), self._ab(s, x_t)
+        eps = self.predict_noise(x_t, t, x0)
+        sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
+        out = ab_s.sqrt() * x0 + (1 - ab_s - sigma**2).clamp_min(0).sqrt() * eps
+        if eta > 0:
+            out = out + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        return out
+
+    def step(
+        self, sampler: str, x_t: Tensor, t: int, s: int, x0: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Dispatch to ``"ddpm"`` or ``"ddim"``."""
+        if sampler == "ddpm":
+            return self.ddpm_step(x_t, t, s, x0, generator)
+        if sampler == "ddim":
+            return self.ddim_step(x_t, t, s, x0, 0.0, generator)
+        raise ValueError(f"unknown sampler {sampler!r} (use 'ddpm' or 'ddim')")

@@ -1,0 +1,51 @@
+"""Resolving a model source (Hub id or local folder) with an offline fallback to the shipped weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rdiff.model import CheckpointError, RenderDiffusion
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "clevr1-32"
+
+
+@dataclass
+class LoadedModel:
+    """A model plus where it came from and, when the requested source failed, why we fell back."""
+
+    model: RenderDiffusion
+    source: str
+    notice: str | None = None
+
+
+def load_model(
+    source: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    fallback: str | Path | None = SHIPPED_WEIGHTS,
+    local_files_only: bool = False,
+) -> LoadedModel:
+    """Load ``source`` (a local checkpoint folder or a Hugging Face Hub id; default: the shipped weights).
+
+    If ``source`` cannot be loaded (unknown id, no network, corrupt files) and ``fallback`` is given,
+    the fallback is loaded instead and ``notice`` explains what happened. A broken *local* folder
+    never silently falls back: its error is raised, since the user pointed at it on purpose.
+    """
+    target = str(source or fallback)
+    if not target or target == "None":
+        raise CheckpointError("no model source given and no shipped weights configured")
+    try:
+        model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
+        return LoadedModel(model.to(device).eval(), target)
+    except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
+        is_local = Path(target).exists() or target.startswith((".", "/", "~")) or target.count("/") > 1
+        if fallback is None or is_local or str(fallback) == target:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"could not load model {target!r}: {type(e).__name__}: {e}") from e
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        model = RenderDiffusion.from_pretrained(str(fallback))
+        notice = f"Could not load {target!r} ({reason}); using the shipped weights in {Path(fallback).name}/ instead."
+        return LoadedModel(model.to(device).eval(), str(fallback), notice)

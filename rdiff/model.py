@@ -1,0 +1,205 @@
+"""The RenderDiffusion denoiser: x_t -> triplane -> volume rendering -> x0 estimate."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from torch import Tensor, nn
+
+from rdiff.cameras import Cameras, orbit_cameras
+from rdiff.config import RenderDiffusionConfig
+from rdiff.decoder import TriplaneField
+from rdiff.diffusion import GaussianDiffusion
+from rdiff.encoder import TriplaneEncoder
+from rdiff.renderer import RenderOutput, VolumeRenderer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or does not match its config."""
+
+
+@dataclass
+class Denoised:
+    """Output of one denoising pass: the x0 estimate (in [-1, 1]) and the 3D structure behind it."""
+
+    x0: Tensor  # (B, 3, H, W) or (B, R, 3) for ray subsets
+    planes: Tensor  # (B, 3, n_f, N, N)
+    depth: Tensor
+    opacity: Tensor
+
+
+class RenderDiffusion(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="rdiff",
+    tags=["renderdiffusion", "3d-reconstruction", "diffusion", "triplane"],
+    license="mit",
+):
+    """Pixel-space DDPM whose denoiser predicts x0 by rendering an inferred triplane from the input camera."""
+
+    def __init__(self, config: RenderDiffusionConfig | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = RenderDiffusionConfig()
+        elif isinstance(config, dict):
+            config = RenderDiffusionConfig.from_dict(config)
+        self.config = config
+        self.encoder = TriplaneEncoder(config)
+        self.field = TriplaneField(
+            config.triplane_channels,
+            config.triplane_aggregate,
+            config.scene_bound,
+            config.decoder_hidden,
+            config.decoder_layers,
+            config.density_bias,
+        )
+        self.renderer = VolumeRenderer(
+            config.coarse_samples, config.fine_samples, config.scene_bound, config.background, config.background_init
+        )
+        self.diffusion = GaussianDiffusion(config.timesteps, config.schedule)
+
+    # ----------------------------------------------------------------------------------------- 3D
+    def encode(self, x_t: Tensor, t: Tensor, cameras: Cameras) -> Tensor:
+        """Noisy images ``(B, 3, M, M)`` in [-1, 1] and timesteps ``(B,)`` -> triplanes ``(B, 3, n_f, N, N)``."""
+        m = self.config.image_size
+        if x_t.ndim != 4 or x_t.shape[1:] != (3, m, m):
+            raise ValueError(f"expected images of shape (B, 3, {m}, {m}), got {tuple(x_t.shape)}")
+        if len(cameras) != x_t.shape[0]:
+            raise ValueError(f"got {x_t.shape[0]} images but {len(cameras)} cameras")
+        cond = cameras.conditioning().to(x_t) if self.config.camera_conditioning else None
+        return self.encoder(x_t, t.to(x_t.device), cond)
+
+    def render_rays(
+        self, planes: Tensor, origins: Tensor, dirs: Tensor, perturb: bool = False, generator: torch.Generator | None = None
+    ) -> RenderOutput:
+        """Render rays ``(B, R, 3)`` through triplanes; rgb in [0, 1]."""
+        return self.renderer(lambda p: self.field(planes, p), origins, dirs, perturb, generator)
+
+    def render(self, planes: Tensor, cameras: Cameras, height: int, width: int, chunk: int = 8192) -> RenderOutput:
+        """Render full images: rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``."""
+        origins, dirs = cameras.to(planes.device, planes.dtype).pixel_rays(height, width)
+        b = origins.shape[0]
+        origins, dirs = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
+        outs = [self.render_rays(planes, origins[:, i : i + chunk], dirs[:, i : i + chunk]) for i in range(0, origins.shape[1], chunk)]
+        rgb = torch.cat([o.rgb for o in outs], 1).reshape(b, height, width, 3).permute(0, 3, 1, 2)
+        depth = torch.cat([o.depth for o in outs], 1).reshape(b, height, width)
+        opacity = torch.cat([o.opacity for o in outs], 1).reshape(b, height, width)
+        return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+
+    # ---------------------------------------------------------------------------------- denoising
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        cameras: Cameras,
+        rays: tuple[Tensor, Tensor] | None = None,
+        perturb: bool = False,
+    ) -> Denoised:
+        """Predict x0 from ``x_t`` by rendering the inferred triplane from the input camera.
+
+        With ``rays=(origins, dirs)`` of shape ``(B, R, 3)`` only those rays are rendered (training on
+        ray subsets) and ``x0`` is ``(B, R, 3)``; otherwise full images ``(B, 3, M, M)``.
+        """
+        planes = self.encode(x_t, t, cameras)
+        if rays is not None:
+            out = self.render_rays(planes, rays[0], rays[1], perturb)
+        else:
+            m = self.config.image_size
+            out = self.render(planes, cameras, m, m)
+        return Denoised(x0=out.rgb * 2 - 1, planes=planes, depth=out.depth, opacity=out.opacity)
+
+    def default_cameras(self, n: int = 1, azimuth_deg: float | None = None) -> Cameras:
+        """``n`` copies of the config's default viewpoint (used for generation)."""
+        c = self.config
+        az = c.default_azimuth if azimuth_deg is None else azimuth_deg
+        return orbit_cameras([az] * n, [c.default_elevation] * n, [c.default_radius] * n, c.default_fov_x).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_model
+
+        save_model(self, str(Path(save_directory) / WEIGHTS_NAME))
+        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str = "cpu",
+        **_: Any,
+    ) -> "RenderDiffusion":
+        """Load config.json + model.safetensors strictly (safetensors only, never pickle)."""
+
+        def fetch(name: str) -> str:
+            if os.path.isdir(model_id):
+                path = os.path.join(model_id, name)
+                if not os.path.isfile(path):
+                    raise CheckpointError(f"{model_id!r} has no {name}: not an rdiff checkpoint folder")
+                return path
+            return hf_hub_download(
+                repo_id=model_id,
+                filename=name,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+
+        return load_checkpoint(fetch(CONFIG_NAME), fetch(WEIGHTS_NAME), map_location)
+
+
+def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_location: str = "cpu") -> RenderDiffusion:
+    """Build a model from a config.json and load a safetensors file into it, with readable errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("config.json must hold a JSON object")
+        config = RenderDiffusionConfig.from_dict(raw)
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(f"invalid checkpoint config {str(config_path)!r}: {e}") from e
+    model = RenderDiffusion(config)
+    try:
+        state = load_file(str(weights_path), device=map_location)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint weights {str(weights_path)!r} are corrupt or truncated: {e}") from e
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise CheckpointError("checkpoint weights do not match its config: " + "; ".join(parts))
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise CheckpointError("checkpoint weights contain NaN or infinite values")
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval()

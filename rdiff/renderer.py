@@ -1,0 +1,163 @@
+"""Volume rendering of a radiance field along camera rays: stratified + importance sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+# field(points (B, P, 3)) -> density (B, P), rgb (B, P, 3)
+FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class RenderOutput:
+    """Per-ray results, shaped like the rays' leading dims: rgb ``(..., 3)``, depth and opacity ``(...)``."""
+
+    rgb: Tensor
+    depth: Tensor
+    opacity: Tensor
+
+
+def ray_box_intersection(origins: Tensor, dirs: Tensor, bound: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Entry/exit distances of rays with the cube ``[-bound, bound]^3`` and a hit mask.
+
+    Rays that miss get ``near == far == 0``.
+    """
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0 = (-bound - origins) * inv
+    t1 = (bound - origins) * inv
+    near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
+    far = torch.maximum(t0, t1).amin(-1)
+    hit = far > near
+    zero = torch.zeros_like(near)
+    return torch.where(hit, near, zero), torch.where(hit, far, zero), hit
+
+
+def stratified_samples(near: Tensor, far: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` sorted distances per ray in ``[near, far]``, one per equal bin (jittered when ``perturb``)."""
+    steps = torch.arange(n, device=near.device, dtype=near.dtype)
+    if perturb:
+        u = torch.rand(*near.shape, n, device=near.device, dtype=near.dtype, generator=generator)
+    else:
+        u = torch.full((*near.shape, n), 0.5, device=near.device, dtype=near.dtype)
+    return near[..., None] + (far - near)[..., None] * (steps + u) / n
+
+
+def sample_pdf(bins: Tensor, weights: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Inverse-transform sampling of ``n`` distances from the piecewise-constant pdf ``weights`` over ``bins``.
+
+    Args:
+        bins: ``(..., K + 1)`` bin edges; weights: ``(..., K)``.
+    """
+    weights = weights + 1e-5
+    pdf = weights / weights.sum(-1, keepdim=True)
+    cdf = torch.cat([torch.zeros_like(pdf[..., :1]), torch.cumsum(pdf, -1)], -1)
+    if perturb:
+        u = torch.rand(*cdf.shape[:-1], n, device=cdf.device, dtype=cdf.dtype, generator=generator)
+    else:
+        u = (torch.arange(n, device=cdf.device, dtype=cdf.dtype) + 0.5) / n
+        u = u.expand(*cdf.shape[:-1], n)
+    u = u.contiguous()
+    idx = torch.searchsorted(cdf.contiguous(), u, right=True)
+    below = (idx - 1).clamp(0, cdf.shape[-1] - 1)
+    above = idx.clamp(0, cdf.shape[-1] - 1)
+    cdf_lo, cdf_hi = cdf.gather(-1, below), cdf.gather(-1, above)
+    bin_lo, bin_hi = bins.gather(-1, below), bins.gather(-1, above)
+    denom = torch.where(cdf_hi - cdf_lo < 1e-5, torch.ones_like(cdf_lo), cdf_hi - cdf_lo)
+    return bin_lo + (u - cdf_lo) / denom * (bin_hi - bin_lo)
+
+
+def composite(density: Tensor, rgb: Tensor, t: Tensor, far: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Alpha-composite samples sorted along each ray.
+
+    Args:
+        density ``(..., S)``, rgb ``(..., S, 3)``, t ``(..., S)`` sorted distances, far ``(...)``.
+
+    Returns:
+        rgb ``(..., 3)`` (no background), expected depth ``(...)`` (normalised by opacity),
+        opacity ``(...)`` and per-sample weights ``(..., S)``.
+    """
+    deltas = torch.cat([t[..., 1:] - t[..., :-1], (far[..., None] - t[..., -1:]).clamp_min(0.0)], -1)
+    alpha = 1.0 - torch.exp(-density * deltas)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha + 1e-10], -1), -1)[..., :-1]
+    weights = alpha * trans
+    opacity = weights.sum(-1)
+    color = (weights[..., None] * rgb).sum(-2)
+    depth = (weights * t).sum(-1) / opacity.clamp_min(1e-6)
+    return color, depth, opacity, weights
+
+
+class VolumeRenderer(nn.Module):
+    """Renders rays through ``[-bound, bound]^3`` with a coarse stratified pass and an importance pass.
+
+    The same field is used for both passes (as in EG3D); the importance pass re-uses the coarse
+    evaluations and only evaluates the new samples, then composites all of them together.
+    """
+
+    def __init__(
+        self,
+        coarse_samples: int,
+        fine_samples: int,
+        bound: float = 1.0,
+        background: str = "white",
+        background_init: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        self.coarse_samples = coarse_samples
+        self.fine_samples = fine_samples
+        self.bound = bound
+        self.background_mode = background
+        if background == "learned":
+            init = torch.tensor(background_init).clamp(1e-3, 1 - 1e-3)
+            self.background_logit = nn.Parameter(torch.logit(init))
+        else:
+            self.register_buffer("background_logit", torch.empty(0), persistent=False)
+
+    def background(self, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """``(3,)`` background colour in [0, 1]."""
+        if self.background_mode == "learned":
+            return torch.sigmoid(self.background_logit).to(device=device, dtype=dtype)
+        value = 1.0 if self.background_mode == "white" else 0.0
+        return torch.full((3,), value, device=device, dtype=dtype)
+
+    def forward(
+        self,
+        field: FieldFn,
+        origins: Tensor,
+        dirs: Tensor,
+        perturb: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> RenderOutput:
+        """Render rays ``origins, dirs (B, R, 3)`` (unit directions) through ``field``."""
+        b, r, _ = origins.shape
+        near, far, hit = ray_box_intersection(origins, dirs, self.bound)
+        t_c = stratified_samples(near, far, self.coarse_samples, perturb, generator)  # (B,R,Sc)
+        dens_c, rgb_c = self._query(field, origins, dirs, t_c)
+        t_all, dens, rgb = t_c, dens_c, rgb_c
+        if self.fine_samples > 0:
+            with torch.no_grad():
+                _, _, _, w_c = composite(dens_c.detach(), rgb_c.detach(), t_c, far)
+                mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
+                bins = torch.cat([near[..., None], mids, far[..., None]], -1)
+                t_f = sample_pdf(bins, w_c, self.fine_samples, perturb, generator).detach()
+            dens_f, rgb_f = self._query(field, origins, dirs, t_f)
+            t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
+            dens = torch.cat([dens_c, dens_f], -1).gather(-1, order)
+            rgb = torch.cat([rgb_c, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
+        color, depth, opacity, _ = composite(dens, rgb, t_all, far)
+        hitf = hit.to(color.dtype)
+        opacity = opacity * hitf
+        color = color * hitf[..., None]
+        color = color + (1.0 - opacity[..., None]) * self.background(color.device, color.dtype)
+        depth = torch.where(hit, depth, far)
+        return RenderOutput(rgb=color, depth=depth, opacity=opacity)
+
+    @staticmethod
+    def _query(field: FieldFn, origins: Tensor, dirs: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        b, r, s = t.shape
+        points = origins[:, :, None, :] + dirs[:, :, None, :] * t[..., None]
+        density, rgb = field(points.reshape(b, r * s, 3))
+        return density.reshape(b, r, s), rgb.reshape(b, r, s, 3)

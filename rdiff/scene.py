@@ -1,0 +1,133 @@
+"""A reconstructed/generated 3D scene: one triplane plus the model's decoder and renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rdiff.cameras import Cameras, orbit_cameras, position_to_spherical, turntable
+
+if TYPE_CHECKING:
+    import trimesh
+
+    from rdiff.model import RenderDiffusion
+
+MESH_FORMATS = (".glb", ".obj", ".ply")
+
+
+@dataclass
+class View:
+    """One rendered view as numpy arrays: rgb ``(H, W, 3)`` uint8, depth and opacity ``(H, W)`` float32."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    opacity: np.ndarray
+
+
+class Scene:
+    """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run."""
+
+    def __init__(self, model: "RenderDiffusion", planes: Tensor, camera: Cameras) -> None:
+        if planes.ndim != 4 or planes.shape[0] != 3:
+            raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
+        self.model = model
+        self.planes = planes.detach()
+        self.camera = camera  # the input view's camera
+
+    @property
+    def input_view(self) -> tuple[float, float, float]:
+        """(azimuth_deg, elevation_deg, radius) of the input camera."""
+        az, el, r = position_to_spherical(self.camera.position[0])
+        return float(az), float(el), float(r)
+
+    @torch.inference_mode()
+    def render(self, cameras: Cameras, size: int | None = None) -> list[View]:
+        """Render the scene from ``cameras`` at ``size`` x ``size`` pixels (default: the model's image size)."""
+        size = size or self.model.config.image_size
+        if not 1 <= size <= 1024:
+            raise ValueError("render size must be between 1 and 1024 pixels")
+        planes = self.planes.to(self.model.device)[None].expand(len(cameras), -1, -1, -1, -1)
+        out = self.model.render(planes, cameras.to(self.model.device), size, size)
+        rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
+        return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
+
+    def view(self, azimuth_deg: float, elevation_deg: float, radius: float | None = None, size: int | None = None) -> View:
+        """Render from a viewpoint on a sphere around the origin (radius/fov default to the input camera's)."""
+        radius = self.input_view[2] if radius is None else radius
+        cams = orbit_cameras(azimuth_deg, elevation_deg, radius, float(self.camera.fov_x[0]))
+        return self.render(cams, size)[0]
+
+    def orbit(self, n: int = 36, elevation_deg: float | None = None, size: int | None = None, batch: int = 12) -> list[View]:
+        """``n`` views evenly spaced in azimuth, starting from the input view."""
+        az, el, r = self.input_view
+        cams = turntable(n, el if elevation_deg is None else elevation_deg, r, float(self.camera.fov_x[0]), az)
+        views: list[View] = []
+        for i in range(0, n, batch):
+            views += self.render(cams[i : i + batch], size)
+        return views
+
+    @torch.inference_mode()
+    def density_grid(self, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order)."""
+        if not 2 <= resolution <= 256:
+            raise ValueError("grid resolution must be between 2 and 256")
+        b = self.model.config.scene_bound
+        axis = torch.linspace(-b, b, resolution, device=self.model.device)
+        pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
+        planes = self.planes.to(self.model.device)[None]
+        dens, rgbs = [], []
+        for i in range(0, pts.shape[1], 65536):
+            d, c = self.model.field(planes, pts[:, i : i + 65536])
+            dens.append(d)
+            rgbs.append(c)
+        shape = (resolution,) * 3
+        density = torch.cat(dens, 1).reshape(shape).float().cpu().numpy()
+        rgb = torch.cat(rgbs, 1).reshape(*shape, 3).float().cpu().numpy()
+        return density, rgb
+
+    def mesh(self, resolution: int = 64, level: float | None = None) -> "trimesh.Trimesh":
+        """Marching cubes on the density grid, with vertex colours from the field.
+
+        ``level`` defaults to a density giving ~50% opacity across one grid cell.
+        """
+        import trimesh
+        from skimage.measure import marching_cubes
+
+        density, _ = self.density_grid(resolution)
+        b = self.model.config.scene_bound
+        spacing = 2 * b / (resolution - 1)
+        if level is None:
+            level = float(np.log(2.0) / spacing)
+        if not density.min() < level < density.max():
+            raise ValueError(
+                f"no surface at density {level:.3g} (scene densities span {density.min():.3g}..{density.max():.3g})"
+            )
+        verts, faces, normals, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
+        verts = verts - b
+        with torch.inference_mode():
+            v = torch.as_tensor(verts, dtype=torch.float32, device=self.model.device)[None]
+            _, colours = self.model.field(self.planes.to(self.model.device)[None], v)
+        colours = (colours[0].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+        # marching_cubes winds faces for increasing values inward; flip so normals point out of the object.
+        return trimesh.Trimesh(verts, faces[:, ::-1], vertex_colors=colours, process=False)
+
+    def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None) -> Path:
+        """Write the mesh as GLB, OBJ or PLY (chosen by the file extension)."""
+        path = Path(path)
+        if path.suffix.lower() not in MESH_FORMATS:
+            raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {path.suffix!r}")
+        self.mesh(resolution, level).export(path)
+        return path
+
+    def save_video(self, path: str | Path, n: int = 36, fps: int = 12, size: int | None = None, upscale: int = 256) -> Path:
+        """Write an mp4 turntable (frames upscaled to ``upscale`` pixels for viewing)."""
+        from rdiff.video import write_mp4
+
+        frames = [v.rgb for v in self.orbit(n, size=size)]
+        return write_mp4(path, frames, fps=fps, size=upscale)

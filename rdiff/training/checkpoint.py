@@ -1,0 +1,44 @@
+"""Resumable training checkpoints: weights as safetensors, optimiser state loaded with weights_only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+
+def save_training_state(
+    folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer, step: int, extra: dict[str, Any]
+) -> None:
+    """Write a complete checkpoint atomically (to a temp folder, then rename over ``folder``)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    save_model(ema, str(tmp / "ema.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(
+    folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore a checkpoint written by :func:`save_training_state`; returns its ``state.json``."""
+    load_model(model, str(folder / "model.safetensors"), strict=True)
+    load_model(ema, str(folder / "ema.safetensors"), strict=True)
+    blob = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    torch.set_rng_state(blob["rng"])
+    return json.loads((folder / "state.json").read_text())

@@ -1,0 +1,203 @@
+"""The training loop: denoise noisy posed images, loss on the input view only, random ray subsets.
+
+Runs in one process (CPU or GPU) or under ``torchrun`` with DDP (gloo on CPU, nccl on GPU).
+Checkpoints in ``out_dir/checkpoint`` make it resumable; the EMA model is exported with
+``save_pretrained`` to ``out_dir/model`` at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm.auto import tqdm
+
+from rdiff.cameras import Cameras
+from rdiff.config import TrainConfig
+from rdiff.model import RenderDiffusion
+from rdiff.training.checkpoint import load_training_state, save_training_state
+from rdiff.training.ema import EMA
+
+
+def random_rays(cameras: Cameras, size: int, count: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``count`` random pixel rays per camera: origins, dirs ``(B, R, 3)`` and flat pixel indices ``(B, R)``."""
+    origins, dirs = cameras.pixel_rays(size, size)
+    b = len(cameras)
+    count = min(count, size * size)
+    idx = torch.rand(b, size * size, generator=generator).argsort(dim=1)[:, :count].to(origins.device)
+    pick = idx[..., None].expand(-1, -1, 3)
+    return origins.reshape(b, -1, 3).gather(1, pick), dirs.reshape(b, -1, 3).gather(1, pick), idx
+
+
+def gather_pixels(images: Tensor, idx: Tensor) -> Tensor:
+    """Pixels ``(B, R, 3)`` of images ``(B, 3, H, W)`` at flat indices ``idx (B, R)``."""
+    b = images.shape[0]
+    flat = images.reshape(b, 3, -1).transpose(1, 2)
+    return flat.gather(1, idx[..., None].expand(-1, -1, 3))
+
+
+def diffusion_loss(model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int) -> Tensor:
+    """x0-prediction MSE on a random subset of the input view's pixels at uniformly drawn timesteps."""
+    core = model.module if isinstance(model, DistributedDataParallel) else model
+    b, m = images.shape[0], images.shape[-1]
+    t = torch.randint(0, core.diffusion.timesteps, (b,), device=images.device)
+    x_t = core.diffusion.q_sample(images, t, torch.randn_like(images))
+    if rays_per_image >= m * m:
+        out = model(x_t, t, cameras, perturb=True)
+        return torch.mean((out.x0 - images) ** 2)
+    origins, dirs, idx = random_rays(cameras, m, rays_per_image)
+    out = model(x_t, t, cameras, rays=(origins, dirs), perturb=True)
+    return torch.mean((out.x0 - gather_pixels(images, idx)) ** 2)
+
+
+def _infinite(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator[dict]:
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    if world > 1 and not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+@torch.no_grad()
+def save_samples(model: RenderDiffusion, images: Tensor, cameras: Cameras, path: Path) -> None:
+    """A grid: input | x0 from t=0 | x_t at t=T/4 | its x0 | the t=0 triplane seen from 90 degrees away."""
+    from rdiff.cameras import orbit_cameras, position_to_spherical
+
+    model.eval()
+    d = model.diffusion
+    t0 = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
+    rec = model(images, t0, cameras)
+    tq = torch.full_like(t0, d.timesteps // 4)
+    x_t = d.q_sample(images, tq, torch.randn_like(images))
+    rec_t = model(x_t, tq, cameras)
+    az, el, r = position_to_spherical(cameras.position)
+    side = orbit_cameras(az.cpu() + 90, el.cpu(), r.cpu(), float(cameras.fov_x[0])).to(images.device)
+    side.fov_x = cameras.fov_x
+    m = images.shape[-1]
+    novel = model.render(rec.planes, side, m, m).rgb * 2 - 1
+    cols = [images, rec.x0, x_t.clamp(-1, 1), rec_t.x0, novel]
+    grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, B*M, 5*M)
+    arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) according to ``cfg``; returns the exported EMA model folder."""
+    from rdiff.data import PosedImageDataset
+
+    rank, world, device = _setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out = Path(cfg.out_dir)
+    ckpt_dir, model_dir = out / "checkpoint", out / "model"
+
+    dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler if sampler is not None else RandomSampler(dataset),
+        num_workers=cfg.num_workers,
+        drop_last=len(dataset) >= cfg.batch_size * world,
+    )
+
+    model = RenderDiffusion(cfg.model).to(device)
+    ema = EMA(model, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    if (ckpt_dir / "state.json").exists():
+        saved = json.loads((ckpt_dir / "state.json").read_text())
+        if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
+            raise ValueError(f"{ckpt_dir} was trained with a different model config; use a new out_dir")
+        step = load_training_state(ckpt_dir, model, ema.shadow, optimizer)["step"]
+    ddp = DistributedDataParallel(model) if world > 1 else model
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    preview = next(iter(DataLoader(dataset, batch_size=min(4, len(dataset)))))
+
+    def checkpoint() -> None:
+        if rank == 0:
+            extra = {"model_config": asdict(cfg.model), "images_seen": step * cfg.batch_size * world}
+            save_training_state(ckpt_dir, model, ema.shadow, optimizer, step, extra)
+            ema.shadow.save_pretrained(model_dir)
+
+    start = time.time()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not progress or rank != 0, desc="train", dynamic_ncols=True)
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    batches = _infinite(loader, sampler)
+    stopped_cleanly = False
+    try:
+        while step < cfg.max_steps:
+            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
+                break
+            batch = next(batches)
+            images = batch["image"].to(device)
+            cameras = Cameras(batch["c2w"].to(device), batch["fov_x"].to(device))
+            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            ema.update(model, step)
+            step += 1
+            bar.update(1)
+            if log is not None and (step % cfg.log_every == 0 or step == 1):
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                rec = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr,
+                       "elapsed_s": round(time.time() - start, 1)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if rank == 0 and step % cfg.sample_every == 0:
+                cams = Cameras(preview["c2w"].to(device), preview["fov_x"].to(device))
+                save_samples(ema.shadow, preview["image"].to(device), cams, out / "samples" / f"{step:07d}.png")
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+        stopped_cleanly = True
+    except KeyboardInterrupt:
+        stopped_cleanly = True
+    finally:
+        bar.close()
+        if stopped_cleanly:  # never overwrite a good checkpoint with the state of a failed step
+            checkpoint()
+        if log is not None:
+            log.close()
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    return model_dir
