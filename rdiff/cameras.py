@@ -165,3 +165,28 @@ def turntable(n: int, elevation_deg: float, radius: float, fov_x: float, start_a
         raise ValueError("an orbit needs at least one frame")
     az = start_azimuth_deg + torch.arange(n, dtype=torch.float32) * (360.0 / n)
     return orbit_cameras(az, torch.full_like(az, elevation_deg), torch.full_like(az, radius), fov_x)
+
+
+def yaw_frames(cameras: Cameras) -> Tensor:
+    """``(B, 3, 3)`` world-from-frame rotations about world +Z that put each camera at azimuth 0.
+
+    A triplane expressed in this frame is aligned with the input view (up to elevation), which
+    makes the image -> triplane mapping nearly pixel-aligned for the encoder.
+    """
+    pos = cameras.position
+    az = torch.atan2(pos[:, 1], pos[:, 0])
+    c, s = torch.cos(az), torch.sin(az)
+    rot = torch.zeros(len(cameras), 3, 3, dtype=pos.dtype, device=pos.device)
+    rot[:, 0, 0], rot[:, 0, 1] = c, -s
+    rot[:, 1, 0], rot[:, 1, 1] = s, c
+    rot[:, 2, 2] = 1.0
+    return rot
+
+
+def to_frame(cameras: Cameras, frames: Tensor) -> Cameras:
+    """Express cameras in local frames given as world-from-frame rotations ``(B, 3, 3)`` (or one ``(3, 3)``)."""
+    if frames.ndim == 2:
+        frames = frames[None].expand(len(cameras), 3, 3)
+    w2f = torch.eye(4, dtype=cameras.c2w.dtype, device=cameras.device).repeat(len(cameras), 1, 1)
+    w2f[:, :3, :3] = frames.transpose(1, 2).to(cameras.c2w)
+    return Cameras(w2f @ cameras.c2w, cameras.fov_x)

@@ -20,6 +20,8 @@ class RenderDiffusionConfig:
     triplane_size: int = 32
     triplane_channels: int = 32
     triplane_aggregate: str = "sum"  # "sum" | "mean" | "concat"
+    # "view_yaw": the triplane frame is rotated about world +Z to face the input camera; "world": fixed axes
+    triplane_frame: str = "view_yaw"
     # U-Net triplane encoder
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 2)
@@ -65,6 +67,8 @@ class RenderDiffusionConfig:
             raise ValueError("image_size must be divisible by 2^(levels-1)")
         if self.triplane_aggregate not in ("sum", "mean", "concat"):
             raise ValueError(f"unknown triplane_aggregate {self.triplane_aggregate!r}")
+        if self.triplane_frame not in ("world", "view_yaw"):
+            raise ValueError(f"unknown triplane_frame {self.triplane_frame!r}")
         if self.background not in ("white", "black", "learned"):
             raise ValueError(f"unknown background {self.background!r}")
         if self.schedule not in ("linear", "cosine"):

@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import Tensor, nn
 
-from rdiff.cameras import Cameras, orbit_cameras
+from rdiff.cameras import Cameras, orbit_cameras, to_frame, yaw_frames
 from rdiff.config import RenderDiffusionConfig
 from rdiff.decoder import TriplaneField
 from rdiff.diffusion import GaussianDiffusion
@@ -33,6 +33,7 @@ class Denoised:
 
     x0: Tensor  # (B, 3, H, W) or (B, R, 3) for ray subsets
     planes: Tensor  # (B, 3, n_f, N, N)
+    frames: Tensor  # (B, 3, 3) world-from-triplane rotations
     depth: Tensor
     opacity: Tensor
 
@@ -68,14 +69,24 @@ class RenderDiffusion(
         self.diffusion = GaussianDiffusion(config.timesteps, config.schedule)
 
     # ----------------------------------------------------------------------------------------- 3D
+    def frames(self, cameras: Cameras) -> Tensor:
+        """``(B, 3, 3)`` world-from-triplane rotations for triplanes inferred from ``cameras``' views."""
+        if self.config.triplane_frame == "view_yaw":
+            return yaw_frames(cameras)
+        return torch.eye(3, dtype=cameras.c2w.dtype, device=cameras.device).expand(len(cameras), 3, 3)
+
     def encode(self, x_t: Tensor, t: Tensor, cameras: Cameras) -> Tensor:
-        """Noisy images ``(B, 3, M, M)`` in [-1, 1] and timesteps ``(B,)`` -> triplanes ``(B, 3, n_f, N, N)``."""
+        """Noisy images ``(B, 3, M, M)`` in [-1, 1] and timesteps ``(B,)`` -> triplanes ``(B, 3, n_f, N, N)``.
+
+        ``cameras`` are in world space; the triplanes are in the frames given by :meth:`frames`.
+        """
         m = self.config.image_size
         if x_t.ndim != 4 or x_t.shape[1:] != (3, m, m):
             raise ValueError(f"expected images of shape (B, 3, {m}, {m}), got {tuple(x_t.shape)}")
         if len(cameras) != x_t.shape[0]:
             raise ValueError(f"got {x_t.shape[0]} images but {len(cameras)} cameras")
-        cond = cameras.conditioning().to(x_t) if self.config.camera_conditioning else None
+        local = to_frame(cameras.to(x_t.device, x_t.dtype), self.frames(cameras).to(x_t))
+        cond = local.conditioning() if self.config.camera_conditioning else None
         return self.encoder(x_t, t.to(x_t.device), cond)
 
     def render_rays(
@@ -85,7 +96,10 @@ class RenderDiffusion(
         return self.renderer(lambda p: self.field(planes, p), origins, dirs, perturb, generator)
 
     def render(self, planes: Tensor, cameras: Cameras, height: int, width: int, chunk: int = 8192) -> RenderOutput:
-        """Render full images: rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``."""
+        """Render full images from cameras given in the triplanes' frames.
+
+        Returns rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``.
+        """
         origins, dirs = cameras.to(planes.device, planes.dtype).pixel_rays(height, width)
         b = origins.shape[0]
         origins, dirs = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
@@ -94,6 +108,12 @@ class RenderDiffusion(
         depth = torch.cat([o.depth for o in outs], 1).reshape(b, height, width)
         opacity = torch.cat([o.opacity for o in outs], 1).reshape(b, height, width)
         return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+
+    def render_world(
+        self, planes: Tensor, frames: Tensor, cameras: Cameras, height: int, width: int
+    ) -> RenderOutput:
+        """Render triplanes whose world-from-triplane rotations are ``frames`` from world-space ``cameras``."""
+        return self.render(planes, to_frame(cameras.to(planes.device, planes.dtype), frames.to(planes)), height, width)
 
     # ---------------------------------------------------------------------------------- denoising
     def forward(
@@ -110,12 +130,15 @@ class RenderDiffusion(
         ray subsets) and ``x0`` is ``(B, R, 3)``; otherwise full images ``(B, 3, M, M)``.
         """
         planes = self.encode(x_t, t, cameras)
+        frames = self.frames(cameras).to(x_t)
         if rays is not None:
-            out = self.render_rays(planes, rays[0], rays[1], perturb)
+            origins = torch.einsum("bji,brj->bri", frames, rays[0])  # world -> triplane frame (R^T p)
+            dirs = torch.einsum("bji,brj->bri", frames, rays[1])
+            out = self.render_rays(planes, origins, dirs, perturb)
         else:
             m = self.config.image_size
-            out = self.render(planes, cameras, m, m)
-        return Denoised(x0=out.rgb * 2 - 1, planes=planes, depth=out.depth, opacity=out.opacity)
+            out = self.render_world(planes, frames, cameras, m, m)
+        return Denoised(x0=out.rgb * 2 - 1, planes=planes, frames=frames, depth=out.depth, opacity=out.opacity)
 
     def default_cameras(self, n: int = 1, azimuth_deg: float | None = None) -> Cameras:
         """``n`` copies of the config's default viewpoint (used for generation)."""

@@ -35,6 +35,7 @@ class Step:
     x_t: Tensor
     x0: Tensor
     planes: Tensor
+    frames: Tensor
 
 
 @dataclass
@@ -99,7 +100,7 @@ def denoise_steps(
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
             out = model(x, tt, cameras)
             done += 1
-            yield Step(done, total, t, x, out.x0, out.planes)
+            yield Step(done, total, t, x, out.x0, out.planes, out.frames)
             x_s = d.step(sampler, x, t, s, out.x0, generator)
             if known is not None and known_mask is not None:
                 known_s = known if s < 0 else d.q_sample(known, s, _randn(known, generator))
@@ -118,7 +119,7 @@ def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progres
             progress(step.index, step.total)
     assert last is not None
     images = ((last.x0 + 1) / 2).clamp(0, 1)
-    scenes = [Scene(model, last.planes[i].clone(), cameras[i].to("cpu")) for i in range(images.shape[0])]
+    scenes = [Scene(model, last.planes[i].clone(), cameras[i].to("cpu"), last.frames[i].cpu()) for i in range(images.shape[0])]
     return SampleResult(images=images, scenes=scenes)
 
 

@@ -32,12 +32,14 @@ class View:
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run."""
 
-    def __init__(self, model: "RenderDiffusion", planes: Tensor, camera: Cameras) -> None:
+    def __init__(self, model: "RenderDiffusion", planes: Tensor, camera: Cameras, frame: Tensor | None = None) -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
         self.model = model
         self.planes = planes.detach()
-        self.camera = camera  # the input view's camera
+        self.camera = camera  # the input view's camera, world space
+        # world-from-triplane rotation (3, 3)
+        self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
 
     @property
     def input_view(self) -> tuple[float, float, float]:
@@ -51,8 +53,10 @@ class Scene:
         size = size or self.model.config.image_size
         if not 1 <= size <= 1024:
             raise ValueError("render size must be between 1 and 1024 pixels")
-        planes = self.planes.to(self.model.device)[None].expand(len(cameras), -1, -1, -1, -1)
-        out = self.model.render(planes, cameras.to(self.model.device), size, size)
+        dev = self.model.device
+        planes = self.planes.to(dev)[None].expand(len(cameras), -1, -1, -1, -1)
+        frames = self.frame.to(dev)[None].expand(len(cameras), 3, 3)
+        out = self.model.render_world(planes, frames, cameras.to(dev), size, size)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
@@ -74,7 +78,10 @@ class Scene:
 
     @torch.inference_mode()
     def density_grid(self, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order)."""
+        """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order).
+
+        The grid is axis-aligned in the triplane's frame (see :attr:`frame` for its world rotation).
+        """
         if not 2 <= resolution <= 256:
             raise ValueError("grid resolution must be between 2 and 256")
         b = self.model.config.scene_bound
@@ -109,13 +116,14 @@ class Scene:
                 f"no surface at density {level:.3g} (scene densities span {density.min():.3g}..{density.max():.3g})"
             )
         verts, faces, normals, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
-        verts = verts - b
+        verts = (verts - b).astype(np.float32)
         with torch.inference_mode():
             v = torch.as_tensor(verts, dtype=torch.float32, device=self.model.device)[None]
             _, colours = self.model.field(self.planes.to(self.model.device)[None], v)
         colours = (colours[0].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
         # marching_cubes winds faces for increasing values inward; flip so normals point out of the object.
-        return trimesh.Trimesh(verts, faces[:, ::-1], vertex_colors=colours, process=False)
+        world = verts @ self.frame.numpy().T  # triplane frame -> world
+        return trimesh.Trimesh(world, faces[:, ::-1], vertex_colors=colours, process=False)
 
     def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None) -> Path:
         """Write the mesh as GLB, OBJ or PLY (chosen by the file extension)."""

@@ -100,7 +100,7 @@ def save_samples(model: RenderDiffusion, images: Tensor, cameras: Cameras, path:
     side = orbit_cameras(az.cpu() + 90, el.cpu(), r.cpu(), float(cameras.fov_x[0])).to(images.device)
     side.fov_x = cameras.fov_x
     m = images.shape[-1]
-    novel = model.render(rec.planes, side, m, m).rgb * 2 - 1
+    novel = model.render_world(rec.planes, rec.frames, side, m, m).rgb * 2 - 1
     cols = [images, rec.x0, x_t.clamp(-1, 1), rec_t.x0, novel]
     grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, B*M, 5*M)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,310 @@
+"""Reader and writer for the NeRF-synthetic ``transforms.json`` posed-image format.
+
+A dataset folder holds ``transforms.json``::
+
+    {"camera_angle_x": <horizontal fov, radians>,
+     "frames": [{"file_path": "images/00000.png",      # relative, ".png" optional
+                 "transform_matrix": [[...4x4 c2w...]],  # OpenGL axes, camera looks down -Z
+                 "scene": "scene_00012",                 # optional: groups views of one scene
+                 "camera_angle_x": 0.8}, ...]}           # optional per-frame override
+
+Images may be RGB, RGBA (composited onto a background colour), grayscale, palette or 16-bit PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rdiff.cameras import Cameras
+
+TRANSFORMS_FILE = "transforms.json"
+
+
+@dataclass
+class PosedImage:
+    """One image with its camera.
+
+    Attributes:
+        image: ``(H, W, 3)`` float32 RGB in [0, 1].
+        c2w: ``(4, 4)`` float32 camera-to-world matrix (OpenGL axes).
+        fov_x: horizontal field of view in radians.
+        scene: id of the scene the view belongs to.
+        file_path: image path as written in ``transforms.json`` (relative to the folder).
+    """
+
+    image: np.ndarray
+    c2w: np.ndarray
+    fov_x: float
+    scene: str
+    file_path: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Image decoding
+
+
+def _to_rgb_float(img: Image.Image, background: Sequence[float]) -> np.ndarray:
+    """Decode a PIL image to ``(H, W, 3)`` float32 in [0, 1], compositing alpha onto ``background``."""
+    mode = img.mode
+    alpha = None
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: PNG 16-bit grey decodes to one of these.
+        arr = np.asarray(img).astype(np.float64)
+        # Mode "I" is what older Pillow gives for 16-bit grey PNGs; if it only holds 8-bit values keep that scale.
+        scale = 255.0 if mode == "I" and arr.max(initial=0) <= 255 else 65535.0
+        rgb = np.repeat((arr / scale)[..., None], 3, axis=-1)
+    elif mode == "F":
+        rgb = np.repeat(np.asarray(img, dtype=np.float64)[..., None], 3, axis=-1)
+    else:
+        if mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+            img = img.convert("RGB")
+        elif mode == "PA":
+            img = img.convert("RGBA")
+        elif mode == "La":
+            img = img.convert("LA")
+        elif mode == "RGBa":
+            img = img.convert("RGBA")
+        elif mode == "RGBX":
+            img = img.convert("RGB")
+        mode = img.mode
+        arr = np.asarray(img)
+        maxval = 65535.0 if arr.dtype == np.uint16 else 255.0
+        arr = arr.astype(np.float64) / maxval
+        if mode == "L":
+            rgb = np.repeat(arr[..., None], 3, axis=-1)
+        elif mode == "LA":
+            rgb = np.repeat(arr[..., :1], 3, axis=-1)
+            alpha = arr[..., 1:2]
+        elif mode == "RGB":
+            rgb = arr
+        elif mode == "RGBA":
+            rgb = arr[..., :3]
+            alpha = arr[..., 3:4]
+        else:  # pragma: no cover - exotic modes
+            rgb = np.asarray(img.convert("RGB")).astype(np.float64) / 255.0
+    if alpha is not None:
+        bg = np.asarray(background, dtype=np.float64).reshape(1, 1, 3)
+        rgb = rgb * alpha + bg * (1.0 - alpha)
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(H, W, 3)`` float image to ``size x size`` (area filter when shrinking, Lanczos otherwise)."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    shrinking = size <= h and size <= w
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize((size, size), resample))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def load_image(path: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Load one image file as ``(H, W, 3)`` float32 in [0, 1] (optionally resized to ``size x size``)."""
+    with Image.open(path) as img:
+        img.load()
+        rgb = _to_rgb_float(img, background)
+    if size is not None:
+        rgb = _resize(rgb, int(size))
+    return rgb
+
+
+def _resolve_image(folder: Path, file_path: str) -> Path:
+    rel = file_path[2:] if file_path.startswith("./") else file_path
+    candidates = [folder / rel]
+    if not rel.lower().endswith(".png"):
+        candidates.append(folder / (rel + ".png"))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"image for frame file_path={file_path!r} not found (tried {', '.join(str(c) for c in candidates)})"
+    )
+
+
+def _parse_matrix(value, where: str) -> np.ndarray:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: transform_matrix is not a numeric matrix") from e
+    if m.shape != (4, 4):
+        raise ValueError(f"{where}: transform_matrix must be 4x4, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{where}: transform_matrix has non-finite entries")
+    return m.astype(np.float32)
+
+
+def _parse_fov(value, where: str) -> float:
+    try:
+        fov = float(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: camera_angle_x must be a number, got {value!r}") from e
+    if not (0.0 < fov < math.pi):
+        raise ValueError(f"{where}: camera_angle_x must be in (0, pi) radians, got {fov}")
+    return fov
+
+
+def load_transforms(
+    folder: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)
+) -> list[PosedImage]:
+    """Read a ``transforms.json`` folder.
+
+    Args:
+        folder: directory holding ``transforms.json`` (or the path of the json file itself).
+        size: if given, resize every image to ``size x size``.
+        background: RGB in [0, 1] that transparent pixels are composited onto.
+
+    Raises:
+        FileNotFoundError: no ``transforms.json`` or a missing image file.
+        ValueError: malformed json, missing keys, bad matrices or fov.
+    """
+    folder = Path(folder)
+    json_path = folder if folder.is_file() else folder / TRANSFORMS_FILE
+    folder = json_path.parent
+    if not json_path.is_file():
+        raise FileNotFoundError(f"no {TRANSFORMS_FILE} in {folder}")
+    try:
+        meta = json.loads(json_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_path} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{json_path}: top level must be an object")
+    if "frames" not in meta:
+        raise ValueError(f"{json_path}: missing key 'frames'")
+    frames = meta["frames"]
+    if not isinstance(frames, list):
+        raise ValueError(f"{json_path}: 'frames' must be a list")
+    top_fov = _parse_fov(meta["camera_angle_x"], str(json_path)) if "camera_angle_x" in meta else None
+
+    out: list[PosedImage] = []
+    for i, fr in enumerate(frames):
+        where = f"{json_path} frame {i}"
+        if not isinstance(fr, dict):
+            raise ValueError(f"{where}: a frame must be an object")
+        for key in ("file_path", "transform_matrix"):
+            if key not in fr:
+                raise ValueError(f"{where}: missing key {key!r}")
+        if "camera_angle_x" in fr:
+            fov = _parse_fov(fr["camera_angle_x"], where)
+        elif top_fov is not None:
+            fov = top_fov
+        else:
+            raise ValueError(f"{where}: missing key 'camera_angle_x' (neither top-level nor per frame)")
+        c2w = _parse_matrix(fr["transform_matrix"], where)
+        file_path = str(fr["file_path"])
+        image = load_image(_resolve_image(folder, file_path), size=size, background=background)
+        scene = str(fr["scene"]) if "scene" in fr else Path(file_path).stem
+        out.append(PosedImage(image=image, c2w=c2w, fov_x=fov, scene=scene, file_path=file_path))
+    return out
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got {image.shape}")
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], image_dir: str = "images") -> Path:
+    """Write frames as ``folder/image_dir/NNNNN.png`` plus ``folder/transforms.json``.
+
+    ``frames`` may be any iterable (a generator is consumed once, so frames can be rendered lazily).
+    Top-level ``camera_angle_x`` is the first frame's fov; every frame also records its own
+    ``camera_angle_x`` (used as an override by :func:`load_transforms`). Returns the json path.
+    """
+    folder = Path(folder)
+    (folder / image_dir).mkdir(parents=True, exist_ok=True)
+    records = []
+    top_fov = None
+    for i, fr in enumerate(frames):
+        rel = f"{image_dir}/{i:05d}.png" if image_dir else f"{i:05d}.png"
+        Image.fromarray(_to_uint8(fr.image), mode="RGB").save(folder / rel)
+        c2w = np.asarray(fr.c2w, dtype=np.float32)
+        if c2w.shape != (4, 4):
+            raise ValueError(f"frame {i}: c2w must be 4x4, got {c2w.shape}")
+        fov = float(fr.fov_x)
+        if top_fov is None:
+            top_fov = fov
+        records.append(
+            {
+                "file_path": rel,
+                "transform_matrix": [[float(v) for v in row] for row in c2w],
+                "camera_angle_x": fov,
+                "scene": str(fr.scene),
+            }
+        )
+    if top_fov is None:
+        raise ValueError("write_transforms needs at least one frame")
+    json_path = folder / TRANSFORMS_FILE
+    json_path.write_text(json.dumps({"camera_angle_x": top_fov, "frames": records}, indent=1) + "\n")
+    return json_path
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def frames_to_tensors(frames: Sequence[PosedImage]) -> tuple[torch.Tensor, Cameras]:
+    """Stack frames: images ``(B, 3, H, W)`` float32 in [-1, 1] and their :class:`Cameras`."""
+    if len(frames) == 0:
+        raise ValueError("frames_to_tensors needs at least one frame")
+    shapes = {f.image.shape for f in frames}
+    if len(shapes) != 1:
+        raise ValueError(f"all images must have the same shape, got {sorted(shapes)}")
+    images = torch.from_numpy(np.stack([f.image for f in frames]).astype(np.float32)).permute(0, 3, 1, 2)
+    images = images.contiguous() * 2.0 - 1.0
+    c2w = torch.from_numpy(np.stack([np.asarray(f.c2w, dtype=np.float32) for f in frames]))
+    fov = torch.tensor([float(f.fov_x) for f in frames], dtype=torch.float32)
+    return images, Cameras(c2w, fov)
+
+
+def group_by_scene(frames: Iterable[PosedImage]) -> dict[str, list[PosedImage]]:
+    """Frames grouped by ``scene`` id (order of first appearance; view order kept)."""
+    groups: dict[str, list[PosedImage]] = {}
+    for f in frames:
+        groups.setdefault(f.scene, []).append(f)
+    return groups
+
+
+class PosedImageDataset(torch.utils.data.Dataset):
+    """All frames of a ``transforms.json`` folder, loaded into memory once (no augmentation).
+
+    Items are dicts: ``image`` ``(3, H, W)`` float32 in [-1, 1], ``c2w`` ``(4, 4)``,
+    ``fov_x`` scalar tensor, ``index`` int. ``scenes[index]`` gives the scene id of an item.
+    """
+
+    def __init__(self, folder: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)):
+        self.folder = Path(folder)
+        self.frames = load_transforms(folder, size=size, background=background)
+        if not self.frames:
+            raise ValueError(f"{self.folder}: transforms.json has no frames")
+        images, cams = frames_to_tensors(self.frames)
+        self.images = images
+        self.c2w = cams.c2w
+        self.fov_x = cams.fov_x
+        self.scenes = [f.scene for f in self.frames]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        return {"image": self.images[index], "c2w": self.c2w[index], "fov_x": self.fov_x[index], "index": index}
+
+    def cameras(self) -> Cameras:
+        """All cameras of the dataset as one batch."""
+        return Cameras(self.c2w, self.fov_x)
