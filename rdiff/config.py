@@ -100,6 +100,10 @@ class TrainConfig:
     model: RenderDiffusionConfig = field(default_factory=RenderDiffusionConfig)
     batch_size: int = 16
     rays_per_image: int = 256
+    # Fraction of each batch whose timesteps are drawn from [0, low_t_max) instead of [0, T):
+    # spends more of a small compute budget on the near-clean inputs that reconstruction uses.
+    low_t_fraction: float = 0.0
+    low_t_max: int = 100
     lr: float = 2e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0

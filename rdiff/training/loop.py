@@ -48,11 +48,24 @@ def gather_pixels(images: Tensor, idx: Tensor) -> Tensor:
     return flat.gather(1, idx[..., None].expand(-1, -1, 3))
 
 
-def diffusion_loss(model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int) -> Tensor:
-    """x0-prediction MSE on a random subset of the input view's pixels at uniformly drawn timesteps."""
+def sample_timesteps(batch: int, timesteps: int, low_fraction: float = 0.0, low_max: int = 100,
+                     device: torch.device | str = "cpu") -> Tensor:
+    """Uniform timesteps in [0, T), except a ``low_fraction`` of them uniform in [0, low_max)."""
+    t = torch.randint(0, timesteps, (batch,), device=device)
+    if low_fraction > 0:
+        low = torch.rand(batch, device=device) < low_fraction
+        t = torch.where(low, torch.randint(0, min(low_max, timesteps), (batch,), device=device), t)
+    return t
+
+
+def diffusion_loss(
+    model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int, t: Tensor | None = None
+) -> Tensor:
+    """x0-prediction MSE on a random subset of the input view's pixels (timesteps uniform unless given)."""
     core = model.module if isinstance(model, DistributedDataParallel) else model
     b, m = images.shape[0], images.shape[-1]
-    t = torch.randint(0, core.diffusion.timesteps, (b,), device=images.device)
+    if t is None:
+        t = torch.randint(0, core.diffusion.timesteps, (b,), device=images.device)
     x_t = core.diffusion.q_sample(images, t, torch.randn_like(images))
     if rays_per_image >= m * m:
         out = model(x_t, t, cameras, perturb=True)
@@ -167,7 +180,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
-            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image)
+            t = sample_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
+            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
