@@ -1,0 +1,142 @@
+"""Training loop: resumable checkpoints, EMA export, DDP with two gloo processes, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rdiff import RenderDiffusion
+from rdiff.config import TrainConfig
+from rdiff.data.clevr1 import generate_clevr1
+from rdiff.evaluation import evaluate, save_result
+from rdiff.training import load_train_config, train
+from rdiff.training.loop import sample_timesteps
+
+from conftest import tiny_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clevr1-tiny")
+    generate_clevr1(out, scenes=4, views=3, size=16, seed=3, test_fraction=0.25, progress=False)
+    return out
+
+
+def _cfg(data: Path, out: Path, steps: int) -> TrainConfig:
+    return TrainConfig(
+        data=str(data / "train"), out_dir=str(out), model=tiny_config(), batch_size=4, rays_per_image=64,
+        max_steps=steps, warmup_steps=2, log_every=1, sample_every=2, checkpoint_every=2, threads=1,
+    )
+
+
+def _write_toml(cfg: TrainConfig, path: Path) -> Path:
+    def value(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    d = asdict(cfg)
+    model = d.pop("model")
+    lines = [f"{k} = {value(v)}" for k, v in d.items() if v is not None]
+    lines += ["", "[model]"] + [f"{k} = {value(v)}" for k, v in model.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_timestep_sampling_mix():
+    torch.manual_seed(0)
+    t = sample_timesteps(4000, 1000, low_fraction=0.5, low_max=100)
+    assert t.min() >= 0 and t.max() < 1000
+    low = (t < 100).float().mean().item()
+    assert 0.5 < low < 0.6  # half forced low, plus ~10% of the uniform half
+    assert (sample_timesteps(4000, 1000) < 100).float().mean().item() < 0.15
+
+
+def test_train_resumes_and_exports(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    model_dir = train(_cfg(tiny_dataset, out, steps=3), progress=False)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3
+    first = load_file(str(out / "checkpoint" / "model.safetensors"))
+    # Resume: the step counter continues and the weights keep changing from where they were.
+    train(_cfg(tiny_dataset, out, steps=5), progress=False)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 5
+    second = load_file(str(out / "checkpoint" / "model.safetensors"))
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(r["loss"]) for r in logged)
+    assert list((out / "samples").glob("*.png"))
+    # The exported EMA model loads with from_pretrained.
+    model = RenderDiffusion.from_pretrained(str(model_dir))
+    assert model.config == tiny_config()
+
+
+def test_resume_with_other_model_config_is_refused(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(tiny_dataset, out, steps=1), progress=False)
+    cfg = _cfg(tiny_dataset, out, steps=2)
+    cfg.model = tiny_config(base_channels=8)
+    with pytest.raises(ValueError, match="different model config"):
+        train(cfg, progress=False)
+
+
+def test_config_file_round_trip_and_unknown_keys(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
+    path = _write_toml(cfg, tmp_path / "cfg.toml")
+    assert load_train_config(path) == cfg
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("batch_size", "batch_sise"))
+    with pytest.raises(ValueError, match="batch_sise"):
+        load_train_config(bad)
+
+
+@pytest.mark.timeout(300)
+def test_ddp_two_gloo_processes(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cfg = _write_toml(_cfg(tiny_dataset, out, steps=4), tmp_path / "ddp.toml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "rdiff", "train", "--config", str(cfg)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4
+    assert state["images_seen"] == 4 * 4 * 2  # two processes, batch 4 each
+    RenderDiffusion.from_pretrained(str(out / "model"))
+
+
+def test_evaluate_reports_novel_view_metrics(tiny_dataset, tmp_path, tiny_model):
+    result = evaluate(tiny_model, tiny_dataset / "test", t_rs=(0, 5), steps=2, progress=False)
+    assert result.scenes == 1 and result.views == 2
+    assert set(result.metrics) == {"0", "5"}
+    for m in result.metrics.values():
+        assert 0 < m["psnr"] < 60 and -1 <= m["ssim"] <= 1
+    assert "psnr" in result.table() and "ssim" in result.table()
+    data = json.loads(save_result(result, tmp_path / "m.json").read_text())
+    assert data["metrics"]["0"]["psnr"] == pytest.approx(result.metrics["0"]["psnr"])
+
+
+def test_evaluate_needs_multi_view_scenes(tiny_model, tmp_path):
+    from rdiff.data import PosedImage, write_transforms
+
+    img = np.zeros((16, 16, 3), np.float32)
+    frames = [PosedImage(img, np.eye(4, dtype=np.float32), 0.8, f"s{i}", "") for i in range(2)]
+    write_transforms(tmp_path, frames)
+    with pytest.raises(ValueError, match="two or more views"):
+        evaluate(tiny_model, tmp_path, progress=False)
