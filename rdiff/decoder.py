@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rdiff.triplane import feature_dim, sample_triplane
+from rdiff.triplane import TriplaneTable, feature_dim, sample_triplane
 
 
 class TriplaneDecoder(nn.Module):
@@ -43,3 +43,43 @@ class TriplaneField(nn.Module):
     def forward(self, planes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
         """``planes (B,3,C,N,N)``, ``points (B,P,3)`` -> ``density (B,P)``, ``rgb (B,P,3)``."""
         return self.decoder(sample_triplane(planes, points, self.bound, self.aggregate))
+
+    def inference_fn(self, planes: Tensor, chunk: int = 8192):
+        """A field callable ``points (B, P, 3) -> density (B, P), rgb (B, P, 3)`` for rendering without autograd.
+
+        Same maths as :meth:`forward` (equal up to float rounding), but the planes are laid out once as a
+        :class:`~rdiff.triplane.TriplaneTable` and points go through the MLP ``chunk`` at a time, in
+        reused cache-sized buffers with in-place activations. Call it with gradients disabled. The
+        decoder weights are captured when the callable is made: build a new one after changing them.
+        """
+        table = TriplaneTable(planes, self.bound, self.aggregate)
+        dec = self.decoder
+        dtype, dev = table.table.dtype, planes.device
+        layers = [(m.weight.detach().t().contiguous(), m.bias.detach()) for m in dec.hidden]
+        w_out, b_out = dec.out.weight.detach().t().contiguous(), dec.out.bias.detach()
+        bufs = [torch.empty(chunk, w.shape[1], dtype=dtype, device=dev) for w, _ in layers]
+        raw_buf = torch.empty(chunk, 4, dtype=dtype, device=dev)
+
+        def field(points: Tensor) -> tuple[Tensor, Tensor]:
+            if torch.is_grad_enabled():
+                raise RuntimeError("inference_fn fields do not support autograd; use the module itself")
+            b, p, _ = points.shape
+            if b != table.batch and not (table.shared and table.batch == 1):
+                raise ValueError(f"got points for {b} scenes but planes for {table.batch}")
+            total = b * p
+            flat = points.reshape(total, 3)
+            density = torch.empty(total, dtype=dtype, device=dev)
+            rgb = torch.empty(total, 3, dtype=dtype, device=dev)
+            for i in range(0, total, chunk):
+                j = min(i + chunk, total)
+                bidx = None if table.shared else torch.arange(i, j, device=dev) // p
+                h = table(flat[i:j], bidx)
+                for (w, bias), buf in zip(layers, bufs):
+                    h = F.silu(torch.mm(h, w, out=buf[: j - i]).add_(bias), inplace=True)
+                raw = torch.mm(h, w_out, out=raw_buf[: j - i]).add_(b_out)
+                density[i:j] = F.softplus(raw[:, 0] + dec.density_bias)
+                rgb[i:j] = raw[:, 1:]
+            torch.sigmoid_(rgb).mul_(1.002).sub_(0.001)
+            return density.view(b, p), rgb.view(b, p, 3)
+
+        return field

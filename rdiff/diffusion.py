@@ -14,9 +14,13 @@ from torch import Tensor
 
 
 def linear_betas(timesteps: int, start: float = 1e-4, end: float = 2e-2) -> Tensor:
-    """The DDPM linear schedule, rescaled so other ``timesteps`` keep the same overall noise."""
+    """The DDPM linear schedule, rescaled so other ``timesteps`` keep the same overall noise.
+
+    Betas are capped at 0.999 (as in :func:`cosine_betas`): for very short schedules (``timesteps <= 20``)
+    the rescaled end value would reach 1 or more, which is not a valid noise level.
+    """
     scale = 1000.0 / timesteps
-    return torch.linspace(scale * start, scale * end, timesteps, dtype=torch.float64)
+    return torch.linspace(scale * start, scale * end, timesteps, dtype=torch.float64).clamp(max=0.999)
 
 
 def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:

@@ -131,7 +131,13 @@ class VolumeRenderer(nn.Module):
         perturb: bool = False,
         generator: torch.Generator | None = None,
     ) -> RenderOutput:
-        """Render rays ``origins, dirs (B, R, 3)`` (unit directions) through ``field``."""
+        """Render rays ``origins, dirs (B, R, 3)`` (unit directions) through ``field``.
+
+        Without autograd and ``perturb`` (inference) this takes :meth:`render_inference`, which gives the
+        same result up to float rounding; training (``perturb`` and/or autograd) always takes the code below.
+        """
+        if not perturb and not torch.is_grad_enabled():
+            return self.render_inference(field, origins, dirs)
         b, r, _ = origins.shape
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
         t_c = stratified_samples(near, far, self.coarse_samples, perturb, generator)  # (B,R,Sc)
@@ -154,6 +160,63 @@ class VolumeRenderer(nn.Module):
         color = color + (1.0 - opacity[..., None]) * self.background(color.device, color.dtype)
         depth = torch.where(hit, depth, far)
         return RenderOutput(rgb=color, depth=depth, opacity=opacity)
+
+    @torch.no_grad()
+    def render_inference(self, field: FieldFn, origins: Tensor, dirs: Tensor, ray_chunk: int = 1024) -> RenderOutput:
+        """The deterministic (``perturb=False``) render of :meth:`forward`, organised for speed.
+
+        Rays that miss the scene box are never evaluated (their result is the background, exactly as
+        in :meth:`forward`), and the rest go through the coarse/fine passes ``ray_chunk`` rays at a time
+        so the per-sample arrays stay in cache. ``field`` must be pointwise (any :data:`FieldFn` is).
+        """
+        b, r, _ = origins.shape
+        near, far, hit = ray_box_intersection(origins, dirs, self.bound)
+        bg = self.background(origins.device, origins.dtype)
+        rgb = bg.expand(b, r, 3).clone()
+        depth = far.clone()  # misses: 0, as in forward()
+        opacity = torch.zeros_like(far)
+        counts = hit.sum(1)
+        r_hit = int(counts.max()) if b else 0
+        if r_hit == 0:
+            return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+        # Hit rays first (stable), then misses; a batch shares one ray count, the extra misses are harmless.
+        order = torch.argsort((~hit).to(torch.uint8), dim=1, stable=True)[:, :r_hit]
+        pick3 = order[..., None].expand(-1, -1, 3)
+        o_h, d_h = origins.gather(1, pick3), dirs.gather(1, pick3)
+        n_h, f_h, hit_h = near.gather(1, order), far.gather(1, order), hit.gather(1, order)
+        outs = []
+        ray_chunk = max(1, ray_chunk // b)  # rays per chunk summed over the batch
+        for i in range(0, r_hit, ray_chunk):
+            sl = slice(i, i + ray_chunk)
+            outs.append(self._render_chunk(field, o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl], bg))
+        rgb.scatter_(1, pick3, torch.cat([o[0] for o in outs], 1))
+        depth.scatter_(1, order, torch.cat([o[1] for o in outs], 1))
+        opacity.scatter_(1, order, torch.cat([o[2] for o in outs], 1))
+        return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+
+    def _render_chunk(
+        self, field: FieldFn, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, hit: Tensor, bg: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        # Same steps and formulas as forward(perturb=False).
+        t_c = stratified_samples(near, far, self.coarse_samples, False)
+        dens_c, rgb_c = self._query(field, origins, dirs, t_c)
+        t_all, dens, rgb = t_c, dens_c, rgb_c
+        if self.fine_samples > 0:
+            _, _, _, w_c = composite(dens_c, rgb_c, t_c, far)
+            mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
+            bins = torch.cat([near[..., None], mids, far[..., None]], -1)
+            t_f = sample_pdf(bins, w_c, self.fine_samples, False)
+            dens_f, rgb_f = self._query(field, origins, dirs, t_f)
+            t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
+            dens = torch.cat([dens_c, dens_f], -1).gather(-1, order)
+            rgb = torch.cat([rgb_c, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
+        color, depth, opacity, _ = composite(dens, rgb, t_all, far)
+        hitf = hit.to(color.dtype)
+        opacity = opacity * hitf
+        color = color * hitf[..., None]
+        color = color + (1.0 - opacity[..., None]) * bg
+        depth = torch.where(hit, depth, far)
+        return color, depth, opacity
 
     @staticmethod
     def _query(field: FieldFn, origins: Tensor, dirs: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

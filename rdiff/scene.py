@@ -40,6 +40,7 @@ class Scene:
         self.camera = camera  # the input view's camera, world space
         # world-from-triplane rotation (3, 3)
         self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
+        self._field = None  # inference field prepared on first render (the triplane in a lookup-friendly layout)
 
     @property
     def input_view(self) -> tuple[float, float, float]:
@@ -50,13 +51,15 @@ class Scene:
     @torch.inference_mode()
     def render(self, cameras: Cameras, size: int | None = None) -> list[View]:
         """Render the scene from ``cameras`` at ``size`` x ``size`` pixels (default: the model's image size)."""
-        size = size or self.model.config.image_size
+        size = self.model.config.image_size if size is None else size
         if not 1 <= size <= 1024:
             raise ValueError("render size must be between 1 and 1024 pixels")
         dev = self.model.device
         planes = self.planes.to(dev)[None].expand(len(cameras), -1, -1, -1, -1)
         frames = self.frame.to(dev)[None].expand(len(cameras), 3, 3)
-        out = self.model.render_world(planes, frames, cameras.to(dev), size, size)
+        if self._field is None or self._field[0] != dev:
+            self._field = (dev, self.model.field.inference_fn(self.planes.to(dev)[None]))
+        out = self.model.render_world(planes, frames, cameras.to(dev), size, size, field=self._field[1])
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]

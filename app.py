@@ -1,0 +1,28 @@
+"""Launch the rdiff Gradio app: ``python app.py [--model SOURCE]`` (also the Hugging Face Space entry).
+
+Environment: ``RDIFF_MODEL`` (default model: Hub id or local folder; default ``weights/clevr1-32``),
+``GRADIO_SERVER_NAME`` (default 127.0.0.1), ``GRADIO_SERVER_PORT`` (default: Gradio's, 7860),
+``RDIFF_CONCURRENCY`` (diffusion jobs at once, default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from demo import build_app, launch
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="RenderDiffusion demo")
+    parser.add_argument("--model", default=os.environ.get("RDIFF_MODEL"),
+                        help="default model: Hub id or local checkpoint folder (env RDIFF_MODEL)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ["GRADIO_SERVER_PORT"])
+                        if os.environ.get("GRADIO_SERVER_PORT") else None)
+    args = parser.parse_args(argv)
+    launch(build_app(args.model), server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""The Gradio layout: a model picker and three tabs (Reconstruct, Inpaint, Generate).
+
+Every task ends in the same result panel (:class:`ResultPanel`): denoised image, depth, a live orbit
+preview (sliders re-render the triplane cached in ``gr.State``: no diffusion is re-run), an mp4
+turntable, an interactive plotly mesh view and the GLB mesh (``gr.Model3D`` + download).
+
+Queue and concurrency (see :func:`build_app`): the work is CPU-bound PyTorch, and two denoising runs
+at once only split the same cores and finish later, so all diffusion events (the three tasks, picking
+another generated sample, loading a model) share one concurrency group, ``"diffusion"``, limited to
+``concurrency`` jobs (default 1, env ``RDIFF_CONCURRENCY``); at most ``max_queue`` requests wait
+(default 16), beyond that new requests are refused at once instead of waiting minutes. The cheap
+previews (noised input x_{t_r}, orbit re-renders: a few milliseconds to ~0.2 s) run in their own
+group, ``"preview"`` (2 at a time), so they stay responsive while a long run is going.
+
+API endpoints (``gradio_client``): ``/load_model``, ``/noise_preview``, ``/reconstruct``,
+``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from demo.components import CheckedEditor, CheckedImage
+from demo.examples import ASSETS, Example, load_examples
+from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo
+from demo.models import ModelRegistry
+from demo.results import OutputStore
+from rdiff.config import RenderDiffusionConfig
+
+log = logging.getLogger("rdiff.demo")
+
+DIFFUSION = "diffusion"  # concurrency group of the heavy events
+PREVIEW = "preview"  # concurrency group of the cheap re-renders
+PREVIEW_CONCURRENCY = 2
+MAX_FILE_SIZE = "50mb"
+
+CSS = """
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+"""
+
+INTRO = """
+# RenderDiffusion · `rdiff`
+Image diffusion whose denoiser predicts the clean image by **volume-rendering a triplane** it infers
+from the noisy image. The final triplane is a 3D scene: every result below can be orbited, played as
+a turntable and downloaded as a mesh. (CVPR 2023, Anciukevičius et al.)
+"""
+
+TR_INFO = ("Noise the input to timestep t_r before denoising. 0 = most faithful (one pass). "
+           "Around 40 makes reconstruction robust to inputs unlike the training images: the diffusion prior fixes them.")
+
+
+@dataclass
+class CameraSliders:
+    azimuth: gr.Slider
+    elevation: gr.Slider
+    radius: gr.Slider
+    fov: gr.Slider
+
+    @classmethod
+    def build(cls, config: RenderDiffusionConfig) -> "CameraSliders":
+        with gr.Accordion("Input camera (must match the photo's viewpoint)", open=True):
+            with gr.Row():
+                az = gr.Slider(0, 360, value=config.default_azimuth % 360, step=1, label="Azimuth (°)")
+                el = gr.Slider(-10, 89, value=config.default_elevation, step=1, label="Elevation (°)")
+            with gr.Row():
+                r = gr.Slider(1.5, 6.0, value=config.default_radius, step=0.05, label="Distance (scene units)")
+                fov = gr.Slider(10, 90, value=round(math.degrees(config.default_fov_x), 1), step=0.5,
+                                label="Horizontal field of view (°)")
+        return cls(az, el, r, fov)
+
+    @property
+    def inputs(self) -> list[gr.Slider]:
+        return [self.azimuth, self.elevation, self.radius, self.fov]
+
+    @staticmethod
+    def defaults(config: RenderDiffusionConfig) -> list[Any]:
+        return [config.default_azimuth % 360, config.default_elevation, config.default_radius,
+                round(math.degrees(config.default_fov_x), 1)]
+
+
+@dataclass
+class ResultPanel:
+    """The outputs shared by all tasks, in :data:`demo.handlers.PANEL_FIELDS` order."""
+
+    image: gr.Image
+    depth: gr.Image
+    orbit: gr.Image
+    orbit_azimuth: gr.Slider
+    orbit_elevation: gr.Slider
+    video: gr.Video
+    plot: gr.Plot
+    mesh_file: gr.File
+    notes: gr.Markdown
+    state: gr.State
+    model3d: gr.Model3D  # not in PANEL_FIELDS: filled by show_mesh() after each update
+
+    @classmethod
+    def build(cls, name: str) -> "ResultPanel":
+        state = gr.State(None)
+        notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes")
+        with gr.Row(equal_height=True):
+            image = gr.Image(label="Denoised image", type="filepath", interactive=False, elem_classes=["pixelated"],
+                             height=220, elem_id=f"{name}-image")
+            depth = gr.Image(label="Depth (near = yellow, far = purple)", type="filepath", interactive=False,
+                             elem_classes=["pixelated"], height=220)
+            with gr.Column(min_width=200):
+                orbit = gr.Image(label="Orbit preview (re-rendered from the triplane)", interactive=False,
+                                 elem_classes=["pixelated"], height=220, format="png")
+        with gr.Row():
+            az = gr.Slider(0, 360, value=0, step=1, label="Orbit azimuth (°)")
+            el = gr.Slider(-30, 89, value=30, step=1, label="Orbit elevation (°)")
+        with gr.Row(equal_height=True):
+            video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280)
+            plot = gr.Plot(label="Interactive 3D view (drag to rotate)")
+        with gr.Row():
+            model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3)
+            with gr.Column(scale=2, min_width=200):
+                mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
+                gr.Markdown("The mesh is the density iso-surface (marching cubes), coloured by the field's colour; "
+                            "the download is the same GLB (+Y up).")
+        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d)
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [getattr(self, f) for f in PANEL_FIELDS]
+
+    @property
+    def progress_on(self) -> list[gr.components.Component]:
+        """Where a run's progress bar shows: not on the denoised image, which shows the live x0 estimate."""
+        return [self.depth, self.orbit, self.video, self.plot]
+
+    def show_mesh(self, event: Any, handlers: Handlers) -> None:
+        """After ``event`` succeeds, show the scene's GLB in the Model3D viewer."""
+        event.success(handlers.mesh, self.state, self.model3d, api_visibility="private", queue=False)
+
+    def wire_orbit(self, handlers: Handlers, api_name: str) -> None:
+        gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
+              inputs=[self.state, self.orbit_azimuth, self.orbit_elevation], outputs=self.orbit,
+              api_name=api_name, concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY,
+              trigger_mode="always_last", show_progress="hidden")
+
+
+def _examples(name: str, component: gr.components.Component, cams: CameraSliders, examples: list[Example],
+              label: str = "Examples (click one: sets the image and the camera)") -> None:
+    """A row of example thumbnails; clicking one loads the image and sets the camera it was rendered from."""
+    if not examples:
+        return
+    gallery = gr.Gallery([(str(e.path()), e.title) for e in examples], label=label, columns=len(examples),
+                         height=150, allow_preview=False, object_fit="contain", interactive=False,
+                         elem_id=f"{name}-examples")
+
+    def pick(evt: gr.SelectData):
+        e = examples[evt.index]
+        return (str(e.path()), *e.camera_row())
+
+    gallery.select(pick, None, [component, *cams.inputs], api_visibility="private", queue=False)
+
+
+def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry | None = None,
+              store: OutputStore | None = None, concurrency: int | None = None, max_queue: int = 16,
+              examples: list[Example] | None = None) -> gr.Blocks:
+    """Build the app (queue configured; call :func:`launch` or ``.launch()`` on the result).
+
+    Args:
+        model_source: default model (Hub id or local folder); else env ``RDIFF_MODEL``; else the shipped
+            ``weights/clevr1-32``. Other sources typed into the model box fall back to it.
+        registry: model cache (tests pass one to reach the loaded model); made from ``model_source`` if None.
+        store: where result files go (a fresh temporary folder if None).
+        concurrency: diffusion jobs run at once (default env ``RDIFF_CONCURRENCY`` or 1).
+        max_queue: requests allowed to wait in the queue.
+        examples: example images (default: ``assets/examples.json``).
+    """
+    source = str(model_source or os.environ.get("RDIFF_MODEL") or "") or None
+    registry = registry or ModelRegistry(source)
+    store = store or OutputStore()
+    concurrency = concurrency or int(os.environ.get("RDIFF_CONCURRENCY", "1"))
+    examples = load_examples(ASSETS) if examples is None else examples
+    handlers = Handlers(registry, store)
+
+    try:
+        info = handlers.model_info(registry.default_source)
+        config, status = info.config, info.markdown
+    except gr.Error as e:  # the app still starts; runs will report the problem again
+        config = RenderDiffusionConfig()
+        status = f"⚠️ **The default model could not be loaded:** {e.message}"
+        log.warning("default model not loaded: %s", e.message)
+
+    with gr.Blocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            model_box = gr.Textbox(registry.default_source, label="Model (Hugging Face Hub id or local folder)",
+                                   scale=4, max_lines=1, submit_btn="Load")
+        model_status = gr.Markdown(status, label="Model status")
+
+        # ------------------------------------------------------------------------------ Reconstruct
+        with gr.Tab("Reconstruct", id="reconstruct"):
+            gr.Markdown("Monocular 3D reconstruction: the image is noised to **t_r** and denoised; the final "
+                        "triplane is the reconstructed scene.")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=360):
+                    rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None,
+                                             sources=["upload", "clipboard"], height=240)
+                    rec_examples = gr.Column()
+                    rec_cam = CameraSliders.build(config)
+                    with rec_examples:
+                        _examples("reconstruct", rec_image, rec_cam, examples)
+                    with gr.Row():
+                        rec_tr = gr.Slider(0, config.timesteps - 1, value=0, step=1, label="t_r (input noise level)",
+                                           info=TR_INFO, scale=3)
+                        rec_noised = gr.Image(label="Model input x_{t_r}", interactive=False, scale=2, min_width=120,
+                                              elem_classes=["pixelated"], height=150, format="png")
+                    with gr.Row():
+                        rec_steps = gr.Slider(1, 50, value=10, step=1, label="Denoising steps",
+                                              info="at most t_r + 1 are used", scale=3)
+                        rec_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
+                    with gr.Row():
+                        rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
+                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                with gr.Column(scale=3):
+                    rec_panel = ResultPanel.build("reconstruct")
+
+        # ---------------------------------------------------------------------------------- Inpaint
+        with gr.Tab("Inpaint", id="inpaint"):
+            gr.Markdown("3D-aware inpainting (RePaint): upload an image, **paint over the region to fill in** "
+                        "with the brush, then run. The painted layer is the mask.")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=360):
+                    inp_editor = CheckedEditor(
+                        label="Image and mask", type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
+                        brush=gr.Brush(default_size=12, colors=["rgba(255, 0, 200, 0.8)"], color_mode="fixed"),
+                        eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=380,
+                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+                        elem_id="inpaint-editor",
+                    )
+                    inp_examples = gr.Column()
+                    inp_cam = CameraSliders.build(config)
+                    with inp_examples:
+                        _examples("inpaint", inp_editor, inp_cam, examples)
+                    with gr.Row():
+                        inp_steps = gr.Slider(2, 250, value=50, step=1, label="Denoising steps")
+                        inp_resample = gr.Slider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
+                                                 info="re-noise and repeat each step; more = more coherent, slower")
+                    inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+                    with gr.Row():
+                        inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
+                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                with gr.Column(scale=3):
+                    inp_panel = ResultPanel.build("inpaint")
+
+        # --------------------------------------------------------------------------------- Generate
+        with gr.Tab("Generate", id="generate"):
+            gr.Markdown("Unconditional generation from pure noise, seen from the model's default camera. "
+                        "With a batch, pick a sample in the gallery to see its 3D views.")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=360):
+                    gen_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+                    gen_steps = gr.Slider(2, 250, value=50, step=1, label="Denoising steps")
+                    gen_batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")
+                    with gr.Row():
+                        gen_run = gr.Button("Generate", variant="primary", elem_id="generate-run", scale=3)
+                        gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                with gr.Column(scale=3):
+                    gen_gallery = gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
+                                             height=180, allow_preview=False, elem_classes=["pixelated"])
+                    gen_panel = ResultPanel.build("generate")
+
+        # ----------------------------------------------------------------------------------- events
+        def load(model_source: str, progress=gr.Progress()):
+            progress((0, None), desc="Loading the model")
+            m: ModelInfo = handlers.model_info(model_source, reload=True)
+            if m.notice:
+                gr.Warning(m.notice)
+            cams = CameraSliders.defaults(m.config)
+            return (m.markdown, *cams, *cams, gr.update(maximum=m.config.timesteps - 1, value=0))
+
+        load_outputs = [model_status, *rec_cam.inputs, *inp_cam.inputs, rec_tr]
+        gr.on([model_box.submit], fn=load, inputs=model_box, outputs=load_outputs,
+              api_name="load_model", concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+
+        def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed,
+                        progress=gr.Progress()):
+            yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
+                                            seed, progress=progress)
+
+        def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed,
+                    progress=gr.Progress()):
+            yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
+                                        resample, seed, progress=progress)
+
+        def generate(model_source, seed, steps, batch_size, progress=gr.Progress()):
+            yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress)
+
+        def select(state, evt: gr.SelectData, progress=gr.Progress()):
+            return handlers.select(state, evt.index, progress=progress)
+
+        heavy = dict(concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+        rec_evt = rec_run.click(reconstruct, [model_box, rec_image, *rec_cam.inputs, rec_tr, rec_steps, rec_seed],
+                                rec_panel.outputs, api_name="reconstruct", show_progress_on=rec_panel.progress_on,
+                                **heavy)
+        inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed],
+                                inp_panel.outputs, api_name="inpaint", show_progress_on=inp_panel.progress_on, **heavy)
+        gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch],
+                                [*gen_panel.outputs, gen_gallery], api_name="generate",
+                                show_progress_on=gen_panel.progress_on, **heavy)
+        gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private",
+                                     show_progress_on=gen_panel.progress_on, **heavy)
+        for panel, evts in ((rec_panel, [rec_evt]), (inp_panel, [inp_evt]), (gen_panel, [gen_evt, gen_sel])):
+            for evt in evts:
+                panel.show_mesh(evt, handlers)
+        for stop, evt in ((rec_stop, rec_evt), (inp_stop, inp_evt), (gen_stop, gen_evt)):
+            stop.click(None, None, None, cancels=[evt], api_visibility="private")
+
+        rec_panel.wire_orbit(handlers, "reconstruct_orbit")
+        inp_panel.wire_orbit(handlers, "inpaint_orbit")
+        gen_panel.wire_orbit(handlers, "generate_orbit")
+
+        gr.on([rec_image.change, rec_tr.change, rec_seed.change], fn=handlers.noise_preview,
+              inputs=[model_box, rec_image, rec_tr, rec_seed], outputs=rec_noised, api_name="noise_preview",
+              concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, trigger_mode="always_last",
+              show_progress="minimal")
+
+    app.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    app.rdiff_registry = registry  # type: ignore[attr-defined]  # for tests and debugging
+    return app
+
+
+def launch(app: gr.Blocks, **kwargs: Any):
+    """``app.launch`` with this app's CSS and upload limit (Gradio 6 takes css at launch)."""
+    options: dict[str, Any] = dict(css=CSS, max_file_size=MAX_FILE_SIZE, show_error=False)
+    options.update(kwargs)
+    return app.launch(**options)

@@ -1,0 +1,288 @@
+"""Event handlers, one method per action; plain Python (call them directly in tests, no browser needed).
+
+The three diffusion tasks are generators: while denoising they yield a preview of the current x0
+estimate (throttled) and report every denoising step to the progress callback; the last yield is the
+full result. Each yield is a tuple in :data:`PANEL_FIELDS` order (``gr.skip()`` for untouched outputs).
+User mistakes (:class:`InputError`, :class:`CheckpointError`, out-of-range values) become ``gr.Error``
+with a readable message; anything unexpected is logged and reported without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from demo.models import ModelRegistry
+from demo.results import (
+    DISPLAY_SIZE,
+    OutputStore,
+    ResultState,
+    ensure_files,
+    make_state,
+    notes_markdown,
+    orbit_image,
+    enlarge,
+    to_uint8,
+)
+from rdiff.cameras import Cameras, orbit_cameras
+from rdiff.config import RenderDiffusionConfig
+from rdiff.model import CheckpointError, RenderDiffusion
+from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
+from rdiff.sampling import Step, generate_steps, inpaint_steps, reconstruct_steps
+from rdiff.scene import Scene
+
+log = logging.getLogger("rdiff.demo")
+
+#: Output order of a result panel (see :class:`demo.app.ResultPanel`). The ``gr.Model3D`` view is not
+#: among them: it is filled by :meth:`Handlers.mesh` in a follow-up event (Gradio 6's Model3D does not
+#: display a file sent by a generator handler).
+PANEL_FIELDS = ("image", "depth", "orbit", "orbit_azimuth", "orbit_elevation", "video", "plot", "mesh_file",
+                "notes", "state")
+MAX_BATCH = 4
+MAX_STEPS = 1000
+MAX_RESAMPLE = 20
+
+ProgressFn = Callable[..., Any]  # gr.Progress-compatible: progress((done, total), desc=...)
+
+
+def _no_progress(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+@contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """Turn exceptions into ``gr.Error`` (readable message, no traceback shown to the user)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (InputError, CheckpointError, ValueError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    except Exception as e:  # noqa: BLE001 - keep serving whatever happens
+        log.exception("%s failed", action)
+        raise gr.Error(f"{action} failed unexpectedly ({type(e).__name__}: {str(e)[:200]}). "
+                       "The app is still running; please try again.", print_exception=False) from None
+
+
+@dataclass
+class ModelInfo:
+    """What the UI needs to know about the loaded model."""
+
+    source: str
+    notice: str | None
+    config: RenderDiffusionConfig
+
+    @property
+    def markdown(self) -> str:
+        c = self.config
+        text = (f"**Model:** `{self.source}` · {c.image_size}×{c.image_size} images · triplane "
+                f"{c.triplane_size}² × {c.triplane_channels} · T = {c.timesteps} timesteps")
+        if self.notice:
+            text = f"⚠️ **{self.notice}**\n\n" + text
+        return text
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v != int(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a whole number between {lo} and {hi}, got {value!r}")
+    return int(v)
+
+
+def _float(value: Any, name: str, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise InputError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
+    return v
+
+
+def camera(azimuth: Any, elevation: Any, radius: Any, fov: Any) -> Cameras:
+    """One input camera from the sliders (degrees, scene units)."""
+    az = _float(azimuth, "azimuth", -360.0, 360.0)
+    el = _float(elevation, "elevation", -89.9, 89.9)
+    r = _float(radius, "radius", 1.2, 20.0)  # the scene fills [-1, 1]^3: stay outside it
+    f = _float(fov, "field of view", 5.0, 120.0)
+    return orbit_cameras(az, el, r, math.radians(f))
+
+
+def _seed(value: Any) -> int:
+    return _int(0 if value is None else value, "seed", 0, 2**31 - 1)
+
+
+def _image_tensor(image: Any, model: RenderDiffusion) -> torch.Tensor:
+    if image is None:
+        raise InputError("no input image: upload one or pick an example")
+    return prepare_image(image, model.config.image_size)
+
+
+def _strip(x: torch.Tensor) -> np.ndarray:
+    """``(B, 3, M, M)`` in [-1, 1] -> one uint8 image with the batch side by side."""
+    x = ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    return enlarge(np.concatenate([to_uint8(xi) for xi in x], axis=1), size=DISPLAY_SIZE * x.shape[0])
+
+
+class Handlers:
+    """All event handlers of the app, sharing one model registry and one output store."""
+
+    def __init__(self, registry: ModelRegistry, store: OutputStore, preview_interval_s: float = 0.5) -> None:
+        self.registry = registry
+        self.store = store
+        self.preview_interval_s = preview_interval_s
+
+    # ------------------------------------------------------------------------------- models
+    def model_info(self, source: str | None, reload: bool = False) -> ModelInfo:
+        with user_errors("Loading the model"):
+            loaded = self.registry.get(source, reload=reload)
+            return ModelInfo(loaded.source, loaded.notice, loaded.model.config)
+
+    def _model(self, source: str | None) -> tuple[RenderDiffusion, list[str]]:
+        loaded = self.registry.get(source)
+        if loaded.notice:
+            gr.Warning(loaded.notice)
+        return loaded.model, [loaded.notice] if loaded.notice else []
+
+    # ------------------------------------------------------------------------------ previews
+    def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> np.ndarray | None:
+        """The model's input x_{t_r}: the image downsized to M x M and noised exactly as Reconstruct will."""
+        if image is None:
+            return None
+        with user_errors("The noise preview"):
+            model, _ = self._model(model_source)
+            x = _image_tensor(image, model)[None]
+            t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
+            g = torch.Generator().manual_seed(_seed(seed))  # same draw as reconstruct_steps' first noise
+            noise = torch.randn(x.shape, generator=g)
+            return _strip(model.diffusion.q_sample(x, t, noise))
+
+    def mesh(self, state: ResultState | None) -> str | None:
+        """The GLB of the shown scene (for ``gr.Model3D``), or None."""
+        if state is None or state.selected not in state.files:
+            return None
+        mesh = state.files[state.selected].mesh
+        return str(mesh) if mesh else None
+
+    def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> np.ndarray | None:
+        """Re-render the cached scene from a new viewpoint (no diffusion)."""
+        if state is None:
+            return None
+        with user_errors("Rendering the view"):
+            az = _float(azimuth, "azimuth", -360.0, 360.0)
+            el = _float(elevation, "elevation", -89.9, 89.9)
+            return orbit_image(state.scene, az, el)
+
+    # ------------------------------------------------------------------------------- tasks
+    def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
+                    t_r: Any, steps: Any, seed: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+        with user_errors("Reconstruction"):
+            model, notes = self._model(source)
+            x = _image_tensor(image, model)
+            cams = camera(azimuth, elevation, radius, fov)
+            t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
+            loop = reconstruct_steps(model, x, cams, t_r=t, steps=_int(steps, "steps", 1, MAX_STEPS),
+                                     seed=_seed(seed))
+            yield from self._run("reconstruct", model, loop, cams, notes, progress)
+
+    def inpaint(self, source: str | None, editor: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
+                steps: Any, resample: Any, seed: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+        """``editor``: the ImageEditor value; the painted layer's alpha (``layers[0]``) is the mask."""
+        with user_errors("Inpainting"):
+            model, notes = self._model(source)
+            image, mask = editor_image_and_mask(editor, model.config.image_size)
+            cams = camera(azimuth, elevation, radius, fov)
+            loop = inpaint_steps(model, image, mask[None], cams, steps=_int(steps, "steps", 1, MAX_STEPS),
+                                 resample=_int(resample, "resample", 1, MAX_RESAMPLE), seed=_seed(seed))
+            known = (image[None] + 1) / 2
+            fill = (mask[None, None] > 0.5).float()
+            yield from self._run("inpaint", model, loop, cams, notes, progress, known=known, fill=fill)
+
+    def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
+                 progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+        """Yields panel tuples followed by one gallery update."""
+        with user_errors("Generation"):
+            model, notes = self._model(source)
+            n = _int(batch, "batch size", 1, MAX_BATCH)
+            cams = model.default_cameras(n).to("cpu")
+            loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), seed=_seed(seed))
+            for values in self._run("generate", model, loop, cams, notes, progress):
+                state = values[-1]
+                if isinstance(state, ResultState):
+                    gallery = gr.update(value=[(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)],
+                                        visible=n > 1, selected_index=0 if n > 1 else None)
+                else:
+                    gallery = gr.skip()
+                yield (*values, gallery)
+
+    def select(self, state: ResultState | None, index: Any, progress: ProgressFn = _no_progress) -> tuple:
+        """Show sample ``index`` of a batch (its 3D outputs are rendered on first selection)."""
+        if state is None:
+            return tuple(gr.skip() for _ in PANEL_FIELDS)
+        with user_errors("Showing the sample"):
+            state.selected = _int(index, "sample index", 0, len(state.scenes) - 1)
+            return self._panel(state, progress)
+
+    # ----------------------------------------------------------------------------- helpers
+    def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str], progress: ProgressFn,
+             known: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> Iterator[tuple]:
+        progress((0, None), desc="Denoising")
+        last: Step | None = None
+        shown = time.monotonic()
+        for step in loop:
+            last = step
+            progress((step.index, step.total), desc=f"Denoising (t = {step.t})", unit="steps")
+            if step.index < step.total and time.monotonic() - shown >= self.preview_interval_s:
+                shown = time.monotonic()
+                yield self._preview(step.x0)
+        assert last is not None
+        images = ((last.x0 + 1) / 2).clamp(0, 1).cpu()
+        if known is not None and fill is not None:  # RePaint: keep the known pixels exactly
+            images = fill * images + (1 - fill) * known
+        scenes = [Scene(model, last.planes[i].clone(), cams[i].to("cpu"), last.frames[i].cpu())
+                  for i in range(images.shape[0])]
+        state = make_state(task, images, scenes, self.store.request_dir(task), notes)
+        yield self._panel(state, progress)
+
+    def _preview(self, x0: torch.Tensor) -> tuple:
+        values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
+        values[0] = _strip(x0)
+        return tuple(values)
+
+    def _panel(self, state: ResultState, progress: ProgressFn) -> tuple:
+        files = ensure_files(state, lambda i, n, what: progress((i, n), desc=what, unit="parts"))
+        az, el, _ = state.scene.input_view
+        orbit = orbit_image(state.scene, az, el)
+        mesh = str(files.mesh) if files.mesh else None
+        return (str(state.images[state.selected]), str(files.depth), orbit, round(az % 360, 1), round(el, 1),
+                str(files.video), files.figure, mesh, notes_markdown(state, files), state)
+
+
+def editor_image_and_mask(editor: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageEditor value -> (image ``(3, M, M)`` in [-1, 1], mask ``(M, M)``: 1 = fill in).
+
+    The background is the image; the mask is the alpha of the first layer (what the brush painted).
+    """
+    if not isinstance(editor, dict) or editor.get("background") is None:
+        raise InputError("no input image: upload one into the editor (or pick an example), then paint the mask")
+    background = open_image(editor["background"])
+    layers = [layer for layer in (editor.get("layers") or []) if layer is not None]
+    if not layers:
+        raise InputError("the mask is empty: paint over the part of the image to fill in")
+    layer = open_image(layers[0])
+    if layer.size != background.size:  # e.g. a layer sent through the API at another size
+        layer = layer.convert("RGBA").resize(background.size, Image.NEAREST)
+    mask = prepare_mask(layer, size, image_size=background.size)
+    return prepare_image(background, size), mask

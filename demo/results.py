@@ -1,0 +1,229 @@
+"""Turning a :class:`rdiff.sampling.SampleResult` into what the result panel shows.
+
+Per scene: the denoised image (PNG), a colour-mapped depth image (PNG), an orbit preview rendered from
+the cached triplane, an mp4 turntable, a GLB mesh (for ``gr.Model3D`` and download) and an interactive
+plotly figure of the same mesh. Files go to a fresh per-request folder under one temporary root owned
+by the app (:class:`OutputStore`); folders older than ``max_age_s`` are removed as new ones are made.
+
+The scenes themselves (triplane + frame + camera + model) are kept in a :class:`ResultState`, which the
+app stores in a ``gr.State``: moving the orbit sliders or picking another generated sample re-renders
+from it without re-running diffusion.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rdiff.scene import Scene
+from rdiff.visualize import colorize_depth, mesh_figure
+
+TURNTABLE_FRAMES = 36
+TURNTABLE_FPS = 12
+MESH_RESOLUTION = 64
+PREVIEW_SCALE = 2  # the orbit preview renders at this multiple of the model's image size
+DISPLAY_SIZE = 256  # small images are enlarged (nearest neighbour, whole factor) to about this size for display
+FALLBACK_QUANTILE = 0.9  # iso-level used when the density never reaches the default threshold
+
+Progress = Callable[[int, int, str], None]
+
+
+class OutputStore:
+    """A temporary root folder with one sub-folder per request, pruned by age."""
+
+    def __init__(self, root: str | Path | None = None, max_age_s: float = 3600.0) -> None:
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="rdiff-app-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+
+    def request_dir(self, task: str) -> Path:
+        """A new empty folder for one request's files."""
+        with self._lock:
+            self.prune()
+            path = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{task}-{uuid.uuid4().hex[:8]}"
+            path.mkdir(parents=True)
+            return path
+
+    def prune(self) -> None:
+        cutoff = time.time() - self.max_age_s
+        for child in self.root.iterdir():
+            try:
+                if child.is_dir() and child.stat().st_mtime < cutoff:
+                    shutil.rmtree(child, ignore_errors=True)
+            except OSError:
+                pass
+
+
+@dataclass
+class SceneFiles:
+    """The rendered outputs of one scene."""
+
+    depth: Path
+    video: Path
+    mesh: Path | None
+    figure: Any  # plotly Figure
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResultState:
+    """Everything needed to re-render a finished run: kept in ``gr.State`` (one per browser session)."""
+
+    task: str
+    scenes: list[Scene]
+    images: list[Path]
+    workdir: Path
+    notes: list[str] = field(default_factory=list)
+    selected: int = 0
+    files: dict[int, SceneFiles] = field(default_factory=dict)
+
+    @property
+    def scene(self) -> Scene:
+        return self.scenes[self.selected]
+
+
+# ------------------------------------------------------------------------------------ images
+
+
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` tensor in [0, 1] (or an ``(H, W, 3)`` array) -> ``(H, W, 3)`` uint8."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        return (image * 255).round().astype(np.uint8)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor so the longer side is at least ~``size`` pixels.
+
+    Browsers show small images at their natural size (a 32 px result would be a speck) and smooth
+    them when scaling; enlarging here keeps the pixels crisp and the layout the same on every browser.
+    """
+    factor = max(1, size // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """Save ``image`` enlarged for display (see :func:`enlarge`)."""
+    Image.fromarray(enlarge(image)).save(path)
+    return path
+
+
+def depth_image(scene: Scene) -> np.ndarray:
+    """Colour-mapped depth (near = yellow, far = purple) seen from the input camera."""
+    view = scene.render(scene.camera)[0]
+    return colorize_depth(view.depth, view.opacity)
+
+
+def orbit_image(scene: Scene, azimuth: float, elevation: float, scale: int = PREVIEW_SCALE) -> np.ndarray:
+    """Render the cached triplane from (azimuth, elevation) on the input camera's sphere; no diffusion."""
+    size = scene.model.config.image_size * max(1, int(scale))
+    return enlarge(scene.view(float(azimuth), float(elevation), size=size).rgb)
+
+
+# -------------------------------------------------------------------------------------- mesh
+
+
+def scene_mesh(scene: Scene, resolution: int = MESH_RESOLUTION):
+    """Marching-cubes mesh of the scene and a note when the default iso-level had to be replaced.
+
+    A barely trained model (or an empty scene) may never reach the default density; then the surface
+    enclosing the densest 10% of the volume is used instead, so there is still something to look at.
+    Returns ``(mesh or None, note or None)``.
+    """
+    try:
+        return scene.mesh(resolution), None
+    except ValueError:
+        density, _ = scene.density_grid(resolution)
+    lo, hi = float(density.min()), float(density.max())
+    if not np.isfinite([lo, hi]).all() or hi - lo < 1e-6:
+        return None, "No mesh: the scene's density is constant (nothing to extract)."
+    level = float(np.quantile(density, FALLBACK_QUANTILE))
+    if not lo < level < hi:
+        level = 0.5 * (lo + hi)
+    mesh = scene.mesh(resolution, level=level)
+    return mesh, (
+        "The scene's density never reaches the usual surface threshold (under-trained model or an empty "
+        f"scene): the mesh shows the densest {100 * (1 - FALLBACK_QUANTILE):.0f}% of the volume instead."
+    )
+
+
+def z_up_to_y_up(mesh):
+    """glTF viewers expect +Y up; rdiff scenes are +Z up. Rotate a copy of ``mesh`` for GLB export."""
+    import trimesh
+
+    out = mesh.copy()
+    out.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    return out
+
+
+def empty_figure(message: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False), margin=dict(l=0, r=0, t=0, b=0))
+    return fig
+
+
+# ---------------------------------------------------------------------------------- per scene
+
+
+def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | None = None,
+                frames: int = TURNTABLE_FRAMES, mesh_resolution: int = MESH_RESOLUTION) -> SceneFiles:
+    """Depth PNG, mp4 turntable, GLB mesh and plotly figure of one scene, written to ``out_dir``."""
+
+    def report(i: int, what: str) -> None:
+        if progress is not None:
+            progress(i, 3, what)
+
+    report(0, "Rendering depth")
+    depth = save_png(depth_image(scene), out_dir / f"{stem}_depth.png")
+    report(1, "Rendering the turntable video")
+    video = scene.save_video(out_dir / f"{stem}_turntable.mp4", n=frames, fps=TURNTABLE_FPS)
+    report(2, "Extracting the mesh")
+    mesh, note = scene_mesh(scene, mesh_resolution)
+    notes = [note] if note else []
+    if mesh is None:
+        return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes)
+    path = out_dir / f"{stem}_mesh.glb"
+    z_up_to_y_up(mesh).export(path)
+    report(3, "Done")
+    return SceneFiles(depth, video, path, mesh_figure(mesh), notes)
+
+
+def make_state(task: str, images: torch.Tensor, scenes: list[Scene], out_dir: Path, notes: list[str]) -> ResultState:
+    """Save the denoised images and wrap the scenes for ``gr.State``."""
+    paths = []
+    for i in range(images.shape[0]):
+        paths.append(save_png(to_uint8(images[i]), out_dir / f"{task}_{i:02d}.png"))
+    return ResultState(task=task, scenes=scenes, images=paths, workdir=out_dir, notes=list(notes))
+
+
+def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneFiles:
+    """The selected scene's files, rendered on first use and then reused."""
+    i = state.selected
+    if i not in state.files:
+        state.files[i] = scene_files(state.scenes[i], state.workdir, f"{state.task}_{i:02d}", progress)
+    return state.files[i]
+
+
+def notes_markdown(state: ResultState, files: SceneFiles) -> str:
+    scene = state.scene
+    az, el, r = scene.input_view
+    lines = [f"**Input view:** azimuth {az:.0f}°, elevation {el:.0f}°, radius {r:.2f}."]
+    if len(state.scenes) > 1:
+        lines.insert(0, f"**Sample {state.selected + 1} of {len(state.scenes)}.**")
+    lines += [f"⚠️ {n}" for n in state.notes + files.notes]
+    return "\n\n".join(lines)

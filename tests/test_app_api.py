@@ -1,0 +1,269 @@
+"""The Gradio app end to end through its API (gradio_client), with a tiny untrained checkpoint."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+trimesh = pytest.importorskip("trimesh")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from app_server import running_app  # noqa: E402
+from demo.examples import load_examples  # noqa: E402
+from demo.handlers import PANEL_FIELDS  # noqa: E402
+from rdiff.preprocess import prepare_image  # noqa: E402
+
+EXAMPLE = load_examples()[0]
+CAMERA = EXAMPLE.camera_row()  # azimuth, elevation, radius, fov (degrees)
+OUT = {name: i for i, name in enumerate(PANEL_FIELDS)}  # API outputs: the panel minus the gr.State
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return Client(server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+@pytest.fixture
+def model_calls(server):
+    """Counts denoiser forward passes (rendering from a cached triplane does not call forward)."""
+    calls = []
+    handle = server.model.register_forward_hook(lambda *_: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def reconstruct(client, image, t_r=3, steps=2, seed=0, camera=CAMERA, source=""):
+    return client.predict(source, image, *camera, t_r, steps, seed, api_name="/reconstruct")
+
+
+def check_panel(out) -> None:
+    """Every output of a finished run exists and is valid."""
+    assert len(out) == len(PANEL_FIELDS) - 1  # the gr.State is not part of the API
+    for key in ("image", "depth", "orbit"):
+        with Image.open(out[OUT[key]]) as im:
+            im.load()
+            assert im.mode == "RGB" and min(im.size) >= 64
+    video = out[OUT["video"]]
+    video = Path(video["video"] if isinstance(video, dict) else video)
+    assert video.suffix == ".mp4" and video.read_bytes()[4:8] == b"ftyp"
+    mesh = trimesh.load(out[OUT["mesh_file"]], force="mesh")
+    assert len(mesh.vertices) > 0 and len(mesh.faces) > 0
+    assert out[OUT["plot"]]["type"] == "plotly"
+    assert "Input view" in out[OUT["notes"]]
+
+
+def png(path: Path, array: np.ndarray) -> str:
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def mask_layer(path: Path, size: int, box: tuple[int, int, int, int] | None) -> str:
+    """An RGBA layer like the editor's brush layer: transparent except (painted) inside ``box``."""
+    layer = np.zeros((size, size, 4), np.uint8)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        layer[y0:y1, x0:x1] = (255, 0, 200, 204)
+    return png(path, layer)
+
+
+def huge_png(path: Path, width: int, height: int) -> str:
+    """A tiny file whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------- setup
+
+
+def test_endpoints_and_queue(server, client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name in ("/load_model", "/noise_preview", "/reconstruct", "/reconstruct_orbit", "/inpaint",
+                 "/inpaint_orbit", "/generate", "/generate_orbit"):
+        assert name in api
+    fns = {fn.api_name: fn for fn in server.app.fns.values() if fn.api_name}
+    heavy = {fns[n].concurrency_id for n in ("reconstruct", "inpaint", "generate", "load_model")}
+    assert heavy == {"diffusion"} and fns["reconstruct"].concurrency_limit == 1
+    assert fns["reconstruct_orbit"].concurrency_id == fns["noise_preview"].concurrency_id == "preview"
+    assert server.app._queue.max_size == 16
+
+
+def test_load_model_shows_config_and_fallback_notice(server, client):
+    out = client.predict(str(server.checkpoint), api_name="/load_model")
+    assert "16×16 images" in out[0] and "T = 100" in out[0]
+    assert out[-1]["maximum"] == 99 and out[-1]["value"] == 0  # the t_r slider follows T
+    out = client.predict("nobody/no-such-rdiff-model", api_name="/load_model")  # offline in tests
+    assert "Could not load 'nobody/no-such-rdiff-model'" in out[0] and "16×16 images" in out[0]
+    with pytest.raises(AppError, match="no-such-folder"):
+        client.predict("/nonexistent/no-such-folder", api_name="/load_model")
+
+
+# ------------------------------------------------------------------------------------- reconstruct
+
+
+def test_reconstruct_and_orbit_without_diffusion(client, model_calls):
+    t0 = time.perf_counter()
+    out = reconstruct(client, handle_file(str(EXAMPLE.path())), t_r=3, steps=2)
+    diffusion_s = time.perf_counter() - t0
+    check_panel(out)
+    assert len(model_calls) == 2  # t_r = 3 with 2 steps: two denoiser passes
+    assert out[OUT["orbit_azimuth"]] == pytest.approx(CAMERA[0]) and out[OUT["orbit_elevation"]] == pytest.approx(CAMERA[1])
+
+    views, t0 = [], time.perf_counter()
+    for az in (0, 90, 200):
+        with Image.open(client.predict(az, 20, api_name="/reconstruct_orbit")) as im:
+            views.append(np.asarray(im.convert("RGB")))
+    orbit_s = (time.perf_counter() - t0) / 3
+    assert len(model_calls) == 2, "the orbit view must re-render the cached triplane, not re-run diffusion"
+    assert orbit_s < diffusion_s
+    assert views[0].shape == views[1].shape and views[0].min() < 255
+
+
+def test_noise_preview_matches_t_r(client, server):
+    size = server.model.config.image_size
+    x = ((prepare_image(str(EXAMPLE.path()), size) + 1) / 2 * 255).round().byte().permute(1, 2, 0).numpy()
+    clean = np.asarray(Image.open(client.predict("", handle_file(str(EXAMPLE.path())), 0, 0,
+                                                 api_name="/noise_preview")).convert("RGB"))
+    step = clean.shape[0] // size
+    # t_r = 0: the downsized input with the (tiny) noise of the first timestep, exactly as reconstruct sees it
+    assert np.abs(clean[::step, ::step].astype(int) - x).mean() < 8
+    noisy = np.asarray(Image.open(client.predict("", handle_file(str(EXAMPLE.path())), 99, 0,
+                                                 api_name="/noise_preview")).convert("RGB"))
+    assert np.abs(noisy[::step, ::step].astype(int) - x).mean() > 40
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "gray16"])
+def test_unusual_but_valid_images(client, tmp_path, kind):
+    rng = np.random.default_rng(0)
+    if kind == "gray":
+        path = png(tmp_path / "g.png", rng.integers(0, 256, (40, 60), dtype=np.uint8))
+    elif kind == "rgba":
+        path = png(tmp_path / "a.png", rng.integers(0, 256, (50, 50, 4), dtype=np.uint8))
+    else:
+        path = str(tmp_path / "g16.png")
+        Image.fromarray(rng.integers(0, 65535, (48, 48), dtype=np.uint16)).save(path)
+    assert Path(client.predict("", handle_file(path), 10, 0, api_name="/noise_preview")).is_file()
+    if kind == "gray16":
+        check_panel(reconstruct(client, handle_file(path), t_r=0, steps=1))
+
+
+# ---------------------------------------------------------------------------------------- inpaint
+
+
+def test_inpaint_with_painted_mask(client, server, tmp_path):
+    size = 128  # the example's size; the brush layer has the background's size
+    editor = {"background": handle_file(str(EXAMPLE.path())),
+              "layers": [handle_file(mask_layer(tmp_path / "mask.png", size, (40, 30, 90, 100)))],
+              "composite": None}
+    out = client.predict("", editor, *CAMERA, 3, 2, 0, api_name="/inpaint")
+    check_panel(out)
+    # Known pixels (outside the painted box) are kept: compare a corner with the downsized input.
+    m = server.model.config.image_size
+    x = ((prepare_image(str(EXAMPLE.path()), m) + 1) / 2 * 255).round().byte().permute(1, 2, 0).numpy()
+    result = np.asarray(Image.open(out[OUT["image"]]).convert("RGB"))
+    step = result.shape[0] // m
+    assert np.abs(result[::step, ::step][:3, :3].astype(int) - x[:3, :3]).max() <= 1
+    with Image.open(client.predict(45, 10, api_name="/inpaint_orbit")) as im:
+        assert im.size[0] >= 64
+
+
+# --------------------------------------------------------------------------------------- generate
+
+
+def test_generate_batch_with_gallery(client):
+    out = client.predict("", 3, 2, 2, api_name="/generate")
+    check_panel(out[:-1])
+    gallery = out[-1]  # a gr.update: shown, with both samples
+    assert gallery["visible"] is True and len(gallery["value"]) == 2
+    assert all(Path(g["image"]).is_file() for g in gallery["value"])
+    with Image.open(client.predict(100, 30, api_name="/generate_orbit")) as im:
+        assert im.size[0] >= 64
+
+
+def test_select_another_sample_renders_without_diffusion(server, tmp_path):
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    handlers = Handlers(server.registry, OutputStore(tmp_path))
+    *_, last = handlers.generate("", 1, 2, 3)
+    state = last[OUT["state"]]
+    assert len(state.scenes) == 3 and list(state.files) == [0]
+    calls = []
+    hook = server.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        picked = handlers.select(state, 2)
+    finally:
+        hook.remove()
+    assert not calls and state.selected == 2 and sorted(state.files) == [0, 2]
+    assert picked[OUT["image"]] != last[OUT["image"]] and handlers.mesh(state).endswith("_02_mesh.glb")
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+
+BAD_IMAGES = {
+    "text file": (lambda p: (p.write_text("not an image"), str(p))[1], "not a readable image"),
+    "truncated png": (lambda p: (p.write_bytes(EXAMPLE.path().read_bytes()[:700]), str(p))[1], "corrupt"),
+    "huge": (lambda p: huge_png(p, 12000, 12000), "megapixels"),
+    "tiny": (lambda p: png(p, np.zeros((4, 4, 3), np.uint8)), "at least 8x8"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_bad_image_is_a_readable_error(client, tmp_path, name):
+    make, message = BAD_IMAGES[name]
+    path = make(tmp_path / "bad.png")
+    with pytest.raises(AppError, match=message):
+        reconstruct(client, handle_file(path))
+    with pytest.raises(AppError, match=message):
+        client.predict("", handle_file(path), 5, 0, api_name="/noise_preview")
+
+
+@pytest.mark.parametrize("box, message", [(None, "mask is empty"), ((0, 0, 128, 128), "covers the whole image")])
+def test_bad_masks(client, tmp_path, box, message):
+    editor = {"background": handle_file(str(EXAMPLE.path())),
+              "layers": [handle_file(mask_layer(tmp_path / "m.png", 128, box))], "composite": None}
+    with pytest.raises(AppError, match=message):
+        client.predict("", editor, *CAMERA, 3, 1, 0, api_name="/inpaint")
+
+
+def test_missing_inputs_and_bad_values(client):
+    with pytest.raises(AppError, match="no input image"):
+        reconstruct(client, None)
+    with pytest.raises(AppError, match="no input image"):
+        client.predict("", None, *CAMERA, 3, 1, 0, api_name="/inpaint")
+    with pytest.raises(AppError, match="greater than maximum value 99"):  # the slider checks its range
+        reconstruct(client, handle_file(str(EXAMPLE.path())), t_r=500)
+    with pytest.raises(AppError, match="greater than maximum value 4"):
+        client.predict("", 0, 2, 9, api_name="/generate")
+    with pytest.raises(AppError, match="no-such-folder"):
+        reconstruct(client, handle_file(str(EXAMPLE.path())), source="/nonexistent/no-such-folder")
+
+
+def test_app_keeps_serving_after_errors(client, tmp_path):
+    with pytest.raises(AppError):
+        reconstruct(client, handle_file(BAD_IMAGES["text file"][0](tmp_path / "x.png")))
+    check_panel(reconstruct(client, handle_file(str(EXAMPLE.path())), t_r=0, steps=1))
+    out = reconstruct(client, handle_file(str(EXAMPLE.path())), t_r=0, steps=1, source="nobody/no-such-rdiff-model")
+    assert "Could not load 'nobody/no-such-rdiff-model'" in out[OUT["notes"]]

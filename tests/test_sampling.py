@@ -1,0 +1,265 @@
+"""Sampling loops (reconstruct, inpaint, generate) and the Scene they return: renders, meshes, videos."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from rdiff import RenderDiffusion
+from rdiff.cameras import orbit_cameras
+from rdiff.sampling import generate, inpaint, inpaint_steps, reconstruct
+from rdiff.scene import Scene
+
+
+@pytest.fixture
+def counted(tiny_model, monkeypatch):
+    """The tiny model with a counter of denoiser calls."""
+    calls = []
+    forward = tiny_model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(int(args[1][0]))  # the timestep
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "forward", counting)
+    return tiny_model, calls
+
+
+def _images(b=1, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # 8-bit values, as a real input would be
+    return ((torch.rand(b, 3, size, size, generator=g) * 255).round() / 255) * 2 - 1
+
+
+def _cams(b=1):
+    return orbit_cameras([30.0 + 50 * i for i in range(b)], [25.0] * b, [3.0] * b, 0.8)
+
+
+# --------------------------------------------------------------------------------------------------
+# step counts
+
+
+def test_reconstruct_at_zero_is_one_pass(counted):
+    model, calls = counted
+    result = reconstruct(model, _images(2), _cams(2), t_r=0, steps=10)
+    assert calls == [0]
+    assert result.images.shape == (2, 3, 16, 16) and len(result.scenes) == 2
+    assert float(result.images.min()) >= 0 and float(result.images.max()) <= 1
+
+
+@pytest.mark.parametrize("t_r,steps,expected", [(50, 10, 10), (5, 10, 6), (99, 1, 1), (40, 3, 3)])
+def test_reconstruct_step_counts(counted, t_r, steps, expected):
+    model, calls = counted
+    seen = []
+    reconstruct(model, _images(), _cams(), t_r=t_r, steps=steps, progress=lambda i, n: seen.append((i, n)))
+    assert len(calls) == expected
+    assert calls[0] == t_r and calls == sorted(calls, reverse=True)
+    assert seen == [(i + 1, expected) for i in range(expected)]
+
+
+def test_generate_returns_n_scenes(counted):
+    model, calls = counted
+    result = generate(model, n=3, steps=7, seed=1)
+    assert len(calls) == 7 and calls[0] == model.config.timesteps - 1
+    assert result.images.shape == (3, 3, 16, 16) and len(result.scenes) == 3
+    assert all(s.planes.shape == (3, 8, 16, 16) for s in result.scenes)
+    with pytest.raises(ValueError):
+        generate(model, n=0)
+
+
+def test_seeds_make_results_deterministic(tiny_model):
+    a = generate(tiny_model, n=2, steps=4, seed=3)
+    b = generate(tiny_model, n=2, steps=4, seed=3)
+    c = generate(tiny_model, n=2, steps=4, seed=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.scenes[0].planes, b.scenes[0].planes)
+    assert not torch.equal(a.images, c.images)
+    r1 = reconstruct(tiny_model, _images(), _cams(), t_r=30, steps=3, seed=7)
+    r2 = reconstruct(tiny_model, _images(), _cams(), t_r=30, steps=3, seed=7)
+    r3 = reconstruct(tiny_model, _images(), _cams(), t_r=30, steps=3, seed=8)
+    assert torch.equal(r1.images, r2.images) and not torch.equal(r1.images, r3.images)
+
+
+def test_reconstruct_rejects_bad_inputs(tiny_model):
+    with pytest.raises(ValueError, match="images"):
+        reconstruct(tiny_model, _images(size=8), _cams())
+    with pytest.raises(ValueError, match="cameras"):
+        reconstruct(tiny_model, _images(2), _cams(1))
+    with pytest.raises(ValueError, match="timestep"):
+        reconstruct(tiny_model, _images(), _cams(), t_r=tiny_model.config.timesteps)
+
+
+# --------------------------------------------------------------------------------------------------
+# inpainting
+
+
+def _mask(b=1, size=16):
+    m = torch.zeros(b, size, size)
+    m[:, 4:12, 6:14] = 1.0
+    return m
+
+
+def test_inpaint_keeps_known_pixels_exactly(tiny_model):
+    images, masks = _images(2, seed=1), _mask(2)
+    result = inpaint(tiny_model, images, masks, _cams(2), steps=4, seed=0)
+    known = (masks == 0)[:, None].expand(-1, 3, -1, -1)
+    assert torch.equal(result.images[known], ((images + 1) / 2)[known])
+    # the masked pixels are filled in by the model, not copied
+    assert not torch.allclose(result.images[~known], ((images + 1) / 2)[~known], atol=0.05)
+
+
+@pytest.mark.parametrize("resample", [1, 3])
+def test_repaint_resampling_multiplies_model_calls(counted, resample):
+    model, calls = counted
+    steps = 5
+    inpaint(model, _images(), _mask(), _cams(), steps=steps, resample=resample)
+    # every step but the last (which goes straight to x0) is repeated `resample` times
+    assert len(calls) == (steps - 1) * resample + 1
+    loop = inpaint_steps(model, _images(), _mask(), _cams(), steps=steps, resample=resample)
+    assert [s.total for s in loop][-1] == (steps - 1) * resample + 1
+
+
+def test_inpaint_mask_shape_checks(tiny_model):
+    with pytest.raises(ValueError, match="mask shape"):
+        inpaint(tiny_model, _images(), _mask(size=8), _cams(), steps=2)
+    with pytest.raises(ValueError, match="mask shape"):
+        inpaint(tiny_model, _images(), _mask(b=2), _cams(), steps=2)
+    with pytest.raises(ValueError, match="resample"):
+        inpaint(tiny_model, _images(), _mask(), _cams(), steps=2, resample=0)
+    # a single (M, M) mask is accepted for a single image
+    result = inpaint(tiny_model, _images(), _mask()[0], _cams(), steps=2)
+    assert result.images.shape == (1, 3, 16, 16)
+
+
+# --------------------------------------------------------------------------------------------------
+# scenes: rendering
+
+
+def test_scene_render_from_input_camera_reproduces_image(tiny_model):
+    cams = _cams(2)
+    result = reconstruct(tiny_model, _images(2, seed=2), cams, t_r=0)
+    for i, scene in enumerate(result.scenes):
+        view = scene.render(cams[i])[0]
+        assert view.rgb.dtype == np.uint8 and view.rgb.shape == (16, 16, 3)
+        expected = result.images[i].permute(1, 2, 0).numpy()
+        assert np.abs(view.rgb / 255.0 - expected).max() <= 2 / 255
+        assert view.depth.shape == (16, 16) and view.opacity.shape == (16, 16)
+
+
+def test_orbit_first_view_is_input_view(tiny_model):
+    cams = _cams(1)
+    result = reconstruct(tiny_model, _images(1, seed=3), cams, t_r=0)
+    scene = result.scenes[0]
+    views = scene.orbit(5, batch=2)
+    assert len(views) == 5
+    expected = result.images[0].permute(1, 2, 0).numpy()
+    assert np.abs(views[0].rgb / 255.0 - expected).max() <= 2 / 255
+    assert any(np.abs(v.rgb.astype(int) - views[0].rgb.astype(int)).max() > 2 for v in views[1:])
+    az, el, r = scene.input_view
+    assert az == pytest.approx(30.0, abs=1e-3) and el == pytest.approx(25.0, abs=1e-3) and r == pytest.approx(3.0)
+    big = scene.view(az, el, size=24)
+    assert big.rgb.shape == (24, 24, 3)
+    for bad in (0, -3, 5000):
+        with pytest.raises(ValueError, match="render size"):
+            scene.render(cams, size=bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# scenes: meshes
+
+
+def blob_scene(centre=(0.3, 0.0, 0.0), frame=None, empty=False):
+    """A scene whose field is a density blob: decoder wired so density grows with the plane features."""
+    torch.manual_seed(0)
+    model = RenderDiffusion(tiny_config()).eval()
+    dec = model.field.decoder
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.zero_()
+        dec.hidden[0].weight[0, 0] = 1.0  # h0 = silu(feature 0)
+        dec.out.weight[0, 0] = 20.0
+        silu2 = 2.0 * torch.sigmoid(torch.tensor(2.0))
+        dec.out.bias[0] = -20.0 * silu2 + 1.0  # density = softplus(20 (silu(f) - silu(2)))
+        dec.out.bias[1:] = torch.tensor([1.0, -1.0, 0.0])  # a constant colour
+    n = model.config.triplane_size
+    c = (torch.arange(n) + 0.5) / n * 2 - 1
+    v, u = torch.meshgrid(c, c, indexing="ij")
+    planes = torch.zeros(3, model.config.triplane_channels, n, n)
+    if not empty:
+        for k, (a, b) in enumerate([(0, 1), (0, 2), (1, 2)]):
+            planes[k, 0] = torch.exp(-((u - centre[a]) ** 2 + (v - centre[b]) ** 2) / (2 * 0.35**2))
+    return Scene(model, planes, orbit_cameras(30.0, 25.0, 3.0, 0.8), frame)
+
+
+def test_mesh_of_a_density_blob():
+    scene = blob_scene()
+    mesh = scene.mesh(resolution=32)
+    assert len(mesh.vertices) > 100 and len(mesh.faces) > 100
+    assert mesh.is_watertight
+    assert mesh.volume > 0  # faces wound so normals point out of the object
+    centroid = mesh.vertices.mean(0)
+    np.testing.assert_allclose(centroid, [0.3, 0.0, 0.0], atol=0.05)
+    extent = mesh.vertices.max(0) - mesh.vertices.min(0)
+    assert bool((extent > 0.2).all() and (extent < 1.2).all())
+    colours = np.asarray(mesh.visual.vertex_colors)[:, :3]
+    expected = 255 * (1 / (1 + np.exp(-np.array([1.0, -1.0, 0.0]))) * 1.002 - 0.001)
+    assert np.abs(colours - expected).max() <= 2
+
+
+def test_mesh_is_placed_in_world_with_the_scene_frame():
+    quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # world-from-triplane, +90 deg about z
+    mesh = blob_scene(frame=quarter).mesh(resolution=32)
+    np.testing.assert_allclose(mesh.vertices.mean(0), [0.0, 0.3, 0.0], atol=0.05)
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".obj", ".ply"])
+def test_mesh_export_formats(tmp_path, suffix):
+    import trimesh
+
+    scene = blob_scene()
+    path = scene.export_mesh(tmp_path / f"blob{suffix}", resolution=24)
+    assert path.is_file() and path.stat().st_size > 0
+    loaded = trimesh.load(path, force="mesh", process=False)
+    ref = scene.mesh(resolution=24)
+    assert len(loaded.faces) == len(ref.faces)
+    np.testing.assert_allclose(loaded.bounds, ref.bounds, atol=1e-4)
+
+
+def test_mesh_without_surface_is_a_clear_error(tmp_path):
+    scene = blob_scene(empty=True)
+    with pytest.raises(ValueError, match="no surface"):
+        scene.mesh(resolution=16)
+    with pytest.raises(ValueError, match="no surface"):
+        scene.export_mesh(tmp_path / "empty.glb", resolution=16)
+    with pytest.raises(ValueError, match="mesh format"):
+        blob_scene().export_mesh(tmp_path / "blob.stl")
+    with pytest.raises(ValueError):
+        scene.density_grid(resolution=1)
+
+
+def test_density_grid_axes():
+    density, rgb = blob_scene(centre=(0.5, -0.25, 0.0)).density_grid(resolution=17)
+    assert density.shape == (17, 17, 17) and rgb.shape == (17, 17, 17, 3)
+    i, j, k = np.unravel_index(np.argmax(density), density.shape)
+    axis = np.linspace(-1, 1, 17)
+    assert (axis[i], axis[j], axis[k]) == pytest.approx((0.5, -0.25, 0.0), abs=0.13)
+
+
+# --------------------------------------------------------------------------------------------------
+# videos
+
+
+def test_save_video_writes_a_readable_mp4(tmp_path, tiny_model):
+    import imageio_ffmpeg
+
+    scene = reconstruct(tiny_model, _images(1, seed=4), _cams(1), t_r=0).scenes[0]
+    path = scene.save_video(tmp_path / "orbit.mp4", n=6, fps=6, upscale=64)
+    assert path.is_file()
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = list(reader)
+    assert tuple(meta["size"]) == (64, 64)
+    assert len(frames) == 6
+    assert all(len(f) == 64 * 64 * 3 for f in frames)
+    assert math.isclose(meta["fps"], 6.0, rel_tol=0.01)
