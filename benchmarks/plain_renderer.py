@@ -8,8 +8,9 @@ NeRF code:
   *and* the importance samples (the coarse evaluations are thrown away);
 * autograd left on, every ray processed (including rays that miss the scene box), no chunking.
 
-Only ``triplane_aggregate = "sum"`` is supported. Only the decoder's weights are taken from an ``rdiff`` model; rays, sampling, lookups and compositing are
-re-implemented here, so the benchmark doubles as an independent check of the optimised path.
+Only the decoder's weights are taken from an ``rdiff`` model; rays, sampling, lookups and compositing are
+re-implemented here, so the benchmark doubles as an independent check of the optimised path. Only
+``triplane_aggregate = "sum"`` (the default) is supported.
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ class Scene:
         self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
         self._field = None  # inference field prepared on first render (the triplane in a lookup-friendly layout)
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_field"] = None  # a closure over a lookup table: rebuilt on demand, not pickled or copied
+        return state
+
     @property
     def input_view(self) -> tuple[float, float, float]:
         """(azimuth_deg, elevation_deg, radius) of the input camera."""

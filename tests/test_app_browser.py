@@ -43,9 +43,9 @@ def test_inpaint_with_brush_stroke(browser, server, tmp_path):
         page.goto(server.url)
         page.get_by_role("tab", name="Inpaint").click()
         editor = page.locator("#inpaint-editor")
-        editor.locator("input[type=file]").first.set_input_files(str(load_examples()[1].path()))
         canvas = editor.locator("canvas").first
-        canvas.wait_for(timeout=30_000)
+        canvas.wait_for(timeout=30_000)  # the editor's drawing engine is set up: uploads can be handled
+        editor.locator("input[type=file]").first.set_input_files(str(load_examples()[1].path()))
         page.wait_for_timeout(1000)  # let the editor draw the uploaded background
 
         editor.get_by_role("button", name="Brush", exact=True).click()

@@ -263,3 +263,14 @@ def test_save_video_writes_a_readable_mp4(tmp_path, tiny_model):
     assert len(frames) == 6
     assert all(len(f) == 64 * 64 * 3 for f in frames)
     assert math.isclose(meta["fps"], 6.0, rel_tol=0.01)
+
+
+def test_scene_survives_copy_and_pickle_after_rendering(tiny_model):
+    import copy
+    import pickle
+
+    cams = _cams(1)
+    scene = reconstruct(tiny_model, _images(1, seed=5), cams, t_r=0).scenes[0]
+    first = scene.render(cams)[0].rgb  # prepares and caches the lookup table
+    for clone in (copy.deepcopy(scene), pickle.loads(pickle.dumps(scene))):
+        assert np.array_equal(clone.render(cams)[0].rgb, first)
