@@ -138,27 +138,9 @@ class VolumeRenderer(nn.Module):
         """
         if not perturb and not torch.is_grad_enabled():
             return self.render_inference(field, origins, dirs)
-        b, r, _ = origins.shape
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
-        t_c = stratified_samples(near, far, self.coarse_samples, perturb, generator)  # (B,R,Sc)
-        dens_c, rgb_c = self._query(field, origins, dirs, t_c)
-        t_all, dens, rgb = t_c, dens_c, rgb_c
-        if self.fine_samples > 0:
-            with torch.no_grad():
-                _, _, _, w_c = composite(dens_c.detach(), rgb_c.detach(), t_c, far)
-                mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
-                bins = torch.cat([near[..., None], mids, far[..., None]], -1)
-                t_f = sample_pdf(bins, w_c, self.fine_samples, perturb, generator).detach()
-            dens_f, rgb_f = self._query(field, origins, dirs, t_f)
-            t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
-            dens = torch.cat([dens_c, dens_f], -1).gather(-1, order)
-            rgb = torch.cat([rgb_c, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
-        color, depth, opacity, _ = composite(dens, rgb, t_all, far)
-        hitf = hit.to(color.dtype)
-        opacity = opacity * hitf
-        color = color * hitf[..., None]
-        color = color + (1.0 - opacity[..., None]) * self.background(color.device, color.dtype)
-        depth = torch.where(hit, depth, far)
+        bg = self.background(origins.device, origins.dtype)
+        color, depth, opacity = self._render_chunk(field, origins, dirs, near, far, hit, bg, perturb, generator)
         return RenderOutput(rgb=color, depth=depth, opacity=opacity)
 
     @torch.no_grad()
@@ -195,17 +177,27 @@ class VolumeRenderer(nn.Module):
         return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
 
     def _render_chunk(
-        self, field: FieldFn, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, hit: Tensor, bg: Tensor
+        self,
+        field: FieldFn,
+        origins: Tensor,
+        dirs: Tensor,
+        near: Tensor,
+        far: Tensor,
+        hit: Tensor,
+        bg: Tensor,
+        perturb: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        # Same steps and formulas as forward(perturb=False).
-        t_c = stratified_samples(near, far, self.coarse_samples, False)
+        """Coarse pass, importance pass (no gradient through the sample positions), compositing."""
+        t_c = stratified_samples(near, far, self.coarse_samples, perturb, generator)  # (B,R,Sc)
         dens_c, rgb_c = self._query(field, origins, dirs, t_c)
         t_all, dens, rgb = t_c, dens_c, rgb_c
         if self.fine_samples > 0:
-            _, _, _, w_c = composite(dens_c, rgb_c, t_c, far)
-            mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
-            bins = torch.cat([near[..., None], mids, far[..., None]], -1)
-            t_f = sample_pdf(bins, w_c, self.fine_samples, False)
+            with torch.no_grad():
+                _, _, _, w_c = composite(dens_c.detach(), rgb_c.detach(), t_c, far)
+                mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
+                bins = torch.cat([near[..., None], mids, far[..., None]], -1)
+                t_f = sample_pdf(bins, w_c, self.fine_samples, perturb, generator).detach()
             dens_f, rgb_f = self._query(field, origins, dirs, t_f)
             t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
             dens = torch.cat([dens_c, dens_f], -1).gather(-1, order)
