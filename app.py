@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from demo import build_app, launch
+from demo.app import build_app, launch
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""The rdiff Gradio demo: ``build_app()`` returns the Blocks, ``launch()`` starts it (see ``app.py``)."""
+"""The rdiff Gradio demo: :func:`demo.app.build_app` returns the Blocks, :func:`demo.app.launch` starts it.
 
-from demo.app import build_app, launch
-
-__all__ = ["build_app", "launch"]
+Modules: ``app`` (layout and wiring), ``handlers`` (event handlers, plain Python), ``models`` (model
+picker/cache), ``results`` (outputs of a run), ``components`` (image inputs with readable errors),
+``examples`` (the example images in ``assets/``). The entry point is ``app.py`` at the repository root.
+"""

@@ -12,8 +12,17 @@ another generated sample, loading a model) share one concurrency group, ``"diffu
 previews (noised input x_{t_r}, orbit re-renders: a few milliseconds to ~0.2 s) run in their own
 group, ``"preview"`` (2 at a time), so they stay responsive while a long run is going.
 
+State: each result panel keeps a :class:`demo.results.ResultState` (the run's Scene objects: triplane,
+frame, camera, model; plus the files already rendered) in a per-session ``gr.State``; the orbit sliders
+and the gallery re-render from it. Models are cached by source in the app's
+:class:`demo.models.ModelRegistry`. "Stop" sets a per-session :class:`demo.handlers.StopFlag`
+(not queued); the run ends after its current step and still returns a result.
+
 API endpoints (``gradio_client``): ``/load_model``, ``/noise_preview``, ``/reconstruct``,
 ``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``.
+The orbit endpoints re-render the calling session's last result (keep one ``Client`` per session).
+The inpaint editor value is ``{"background": image, "layers": [mask_rgba], "composite": None}``:
+the mask is the alpha channel of ``layers[0]`` (painted = fill in).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import gradio as gr
 
 from demo.components import CheckedEditor, CheckedImage
 from demo.examples import ASSETS, Example, load_examples
-from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo
+from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo, StopFlag
 from demo.models import ModelRegistry
 from demo.results import OutputStore
 from rdiff.config import RenderDiffusionConfig
@@ -40,6 +49,8 @@ DIFFUSION = "diffusion"  # concurrency group of the heavy events
 PREVIEW = "preview"  # concurrency group of the cheap re-renders
 PREVIEW_CONCURRENCY = 2
 MAX_FILE_SIZE = "50mb"
+STATE_TTL_S = 7200  # a session's cached scenes are dropped 2 h after its last run (files: OutputStore, 2 h)
+STATE_SESSIONS = 200  # sessions whose gr.State is kept (each holds a few MB of triplanes at most)
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
@@ -53,7 +64,8 @@ a turntable and downloaded as a mesh. (CVPR 2023, Anciukevičius et al.)
 """
 
 TR_INFO = ("Noise the input to timestep t_r before denoising. 0 = most faithful (one pass). "
-           "Around 40 makes reconstruction robust to inputs unlike the training images: the diffusion prior fixes them.")
+           "Around 40 makes reconstruction robust to inputs unlike the training images: "
+           "the diffusion prior fixes them.")
 
 
 @dataclass
@@ -103,7 +115,7 @@ class ResultPanel:
 
     @classmethod
     def build(cls, name: str) -> "ResultPanel":
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=STATE_TTL_S)
         notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes")
         with gr.Row(equal_height=True):
             image = gr.Image(label="Denoised image", type="filepath", interactive=False, elem_classes=["pixelated"],
@@ -268,7 +280,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
                 with gr.Column(scale=3):
                     gen_gallery = gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
-                                             height=180, allow_preview=False, elem_classes=["pixelated"])
+                                             height=180, allow_preview=False, object_fit="contain",
+                                             elem_id="generate-gallery")
                     gen_panel = ResultPanel.build("generate")
 
         # ----------------------------------------------------------------------------------- events
@@ -284,29 +297,33 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         gr.on([model_box.submit], fn=load, inputs=model_box, outputs=load_outputs,
               api_name="load_model", concurrency_id=DIFFUSION, concurrency_limit=concurrency)
 
-        def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed,
+        # Wrappers: Gradio injects gr.Progress by signature and names API parameters after these arguments.
+        def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
                         progress=gr.Progress()):
             yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
-                                            seed, progress=progress)
+                                            seed, progress=progress, stop=stop)
 
-        def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed,
+        def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
                     progress=gr.Progress()):
             yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
-                                        resample, seed, progress=progress)
+                                        resample, seed, progress=progress, stop=stop)
 
-        def generate(model_source, seed, steps, batch_size, progress=gr.Progress()):
-            yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress)
+        def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
+            yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
 
         def select(state, evt: gr.SelectData, progress=gr.Progress()):
             return handlers.select(state, evt.index, progress=progress)
 
         heavy = dict(concurrency_id=DIFFUSION, concurrency_limit=concurrency)
-        rec_evt = rec_run.click(reconstruct, [model_box, rec_image, *rec_cam.inputs, rec_tr, rec_steps, rec_seed],
+        rec_flag, inp_flag, gen_flag = gr.State(StopFlag()), gr.State(StopFlag()), gr.State(StopFlag())
+        rec_evt = rec_run.click(reconstruct, [model_box, rec_image, *rec_cam.inputs, rec_tr, rec_steps, rec_seed,
+                                              rec_flag],
                                 rec_panel.outputs, api_name="reconstruct", show_progress_on=rec_panel.progress_on,
                                 **heavy)
-        inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed],
+        inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed,
+                                          inp_flag],
                                 inp_panel.outputs, api_name="inpaint", show_progress_on=inp_panel.progress_on, **heavy)
-        gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch],
+        gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch, gen_flag],
                                 [*gen_panel.outputs, gen_gallery], api_name="generate",
                                 show_progress_on=gen_panel.progress_on, **heavy)
         gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private",
@@ -314,8 +331,9 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         for panel, evts in ((rec_panel, [rec_evt]), (inp_panel, [inp_evt]), (gen_panel, [gen_evt, gen_sel])):
             for evt in evts:
                 panel.show_mesh(evt, handlers)
-        for stop, evt in ((rec_stop, rec_evt), (inp_stop, inp_evt), (gen_stop, gen_evt)):
-            stop.click(None, None, None, cancels=[evt], api_visibility="private")
+        for stop, flag in ((rec_stop, rec_flag), (inp_stop, inp_flag), (gen_stop, gen_flag)):
+            # Not queued (it must run while the job holds the queue); the job ends after its current step.
+            stop.click(StopFlag.request, flag, None, queue=False, api_visibility="private")
 
         rec_panel.wire_orbit(handlers, "reconstruct_orbit")
         inp_panel.wire_orbit(handlers, "inpaint_orbit")
@@ -333,6 +351,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
 
 def launch(app: gr.Blocks, **kwargs: Any):
     """``app.launch`` with this app's CSS and upload limit (Gradio 6 takes css at launch)."""
-    options: dict[str, Any] = dict(css=CSS, max_file_size=MAX_FILE_SIZE, show_error=False)
+    options: dict[str, Any] = dict(css=CSS, max_file_size=MAX_FILE_SIZE, show_error=False,
+                                   state_session_capacity=STATE_SESSIONS)
     options.update(kwargs)
     return app.launch(**options)

@@ -39,8 +39,10 @@ class Example:
 _SPECS = [
     ("red_rubber_sphere", "red rubber sphere", "sphere", "red", "rubber", "large", 0.0, 30.0, 30.0, 3.0, 45.0),
     ("blue_metal_cube", "blue metal cube", "cube", "blue", "metal", "large", 0.5, 120.0, 35.0, 3.0, 45.0),
-    ("yellow_rubber_cylinder", "yellow rubber cylinder", "cylinder", "yellow", "rubber", "large", 0.0, 220.0, 25.0, 3.1, 45.0),
-    ("green_metal_sphere", "small green metal sphere", "sphere", "green", "metal", "small", 0.0, 300.0, 45.0, 2.8, 42.0),
+    ("yellow_rubber_cylinder", "yellow rubber cylinder", "cylinder", "yellow", "rubber", "large", 0.0,
+     220.0, 25.0, 3.1, 45.0),
+    ("green_metal_sphere", "small green metal sphere", "sphere", "green", "metal", "small", 0.0,
+     300.0, 45.0, 2.8, 42.0),
 ]
 
 

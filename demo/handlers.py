@@ -58,6 +58,20 @@ def _no_progress(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+class StopFlag:
+    """Per-session "stop" request, kept in a ``gr.State`` and checked after every denoising step.
+
+    Stopping this way (rather than cancelling the event) ends the run cleanly: the result is built
+    from the current estimate, so an early stop still gives a (rougher) 3D scene.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self) -> None:
+        self.requested = True
+
+
 @contextmanager
 def user_errors(action: str) -> Iterator[None]:
     """Turn exceptions into ``gr.Error`` (readable message, no traceback shown to the user)."""
@@ -187,7 +201,8 @@ class Handlers:
 
     # ------------------------------------------------------------------------------- tasks
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
-                    t_r: Any, steps: Any, seed: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+                    t_r: Any, steps: Any, seed: Any, progress: ProgressFn = _no_progress,
+                    stop: StopFlag | None = None) -> Iterator[tuple]:
         with user_errors("Reconstruction"):
             model, notes = self._model(source)
             x = _image_tensor(image, model)
@@ -195,10 +210,11 @@ class Handlers:
             t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
             loop = reconstruct_steps(model, x, cams, t_r=t, steps=_int(steps, "steps", 1, MAX_STEPS),
                                      seed=_seed(seed))
-            yield from self._run("reconstruct", model, loop, cams, notes, progress)
+            yield from self._run("reconstruct", model, loop, cams, notes, progress, stop)
 
     def inpaint(self, source: str | None, editor: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
-                steps: Any, resample: Any, seed: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+                steps: Any, resample: Any, seed: Any, progress: ProgressFn = _no_progress,
+                stop: StopFlag | None = None) -> Iterator[tuple]:
         """``editor``: the ImageEditor value; the painted layer's alpha (``layers[0]``) is the mask."""
         with user_errors("Inpainting"):
             model, notes = self._model(source)
@@ -208,17 +224,17 @@ class Handlers:
                                  resample=_int(resample, "resample", 1, MAX_RESAMPLE), seed=_seed(seed))
             known = (image[None] + 1) / 2
             fill = (mask[None, None] > 0.5).float()
-            yield from self._run("inpaint", model, loop, cams, notes, progress, known=known, fill=fill)
+            yield from self._run("inpaint", model, loop, cams, notes, progress, stop, known=known, fill=fill)
 
     def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
-                 progress: ProgressFn = _no_progress) -> Iterator[tuple]:
+                 progress: ProgressFn = _no_progress, stop: StopFlag | None = None) -> Iterator[tuple]:
         """Yields panel tuples followed by one gallery update."""
         with user_errors("Generation"):
             model, notes = self._model(source)
             n = _int(batch, "batch size", 1, MAX_BATCH)
             cams = model.default_cameras(n).to("cpu")
             loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), seed=_seed(seed))
-            for values in self._run("generate", model, loop, cams, notes, progress):
+            for values in self._run("generate", model, loop, cams, notes, progress, stop):
                 state = values[-1]
                 if isinstance(state, ResultState):
                     gallery = gr.update(value=[(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)],
@@ -236,17 +252,25 @@ class Handlers:
             return self._panel(state, progress)
 
     # ----------------------------------------------------------------------------- helpers
-    def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str], progress: ProgressFn,
-             known: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> Iterator[tuple]:
+    def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str],
+             progress: ProgressFn, stop: StopFlag | None = None, known: torch.Tensor | None = None,
+             fill: torch.Tensor | None = None) -> Iterator[tuple]:
+        """Drive a step generator: progress per step, throttled x0 previews, then the full result."""
+        if stop is not None:
+            stop.requested = False  # a Stop clicked before this run started does not count
         progress((0, None), desc="Denoising")
         last: Step | None = None
         shown = time.monotonic()
         for step in loop:
             last = step
             progress((step.index, step.total), desc=f"Denoising (t = {step.t})", unit="steps")
+            if stop is not None and stop.requested and step.index < step.total:
+                notes = [*notes, f"Stopped after {step.index} of {step.total} denoising steps: the result is the "
+                                 "estimate at that point."]
+                break
             if step.index < step.total and time.monotonic() - shown >= self.preview_interval_s:
                 shown = time.monotonic()
-                yield self._preview(step.x0)
+                yield self._preview(step.x0, known, fill)
         assert last is not None
         images = ((last.x0 + 1) / 2).clamp(0, 1).cpu()
         if known is not None and fill is not None:  # RePaint: keep the known pixels exactly
@@ -256,7 +280,10 @@ class Handlers:
         state = make_state(task, images, scenes, self.store.request_dir(task), notes)
         yield self._panel(state, progress)
 
-    def _preview(self, x0: torch.Tensor) -> tuple:
+    def _preview(self, x0: torch.Tensor, known: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> tuple:
+        """Only the denoised image changes: the current x0 estimate (inpainting: with the known pixels)."""
+        if known is not None and fill is not None:
+            x0 = fill * x0.detach().cpu() + (1 - fill) * (known * 2 - 1)
         values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
         values[0] = _strip(x0)
         return tuple(values)

@@ -54,6 +54,9 @@ class ModelRegistry:
             if not reload and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
+            looks_local = key.startswith((".", "/", "~")) or key.count("/") > 1
+            if looks_local and not Path(key).expanduser().exists():
+                raise CheckpointError(f"model folder {key!r} does not exist")
             fallback = None if key == self.default_source else self.default_source
             try:
                 loaded = load_model(key, device=self.device, fallback=fallback)
@@ -61,13 +64,11 @@ class ModelRegistry:
                 raise
             except Exception as e:  # noqa: BLE001 - e.g. the fallback folder itself is missing
                 reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-                raise CheckpointError(f"could not load model {key!r} nor the default {self.default_source!r}: {reason}") from e
+                raise CheckpointError(
+                    f"could not load model {key!r} nor the default {self.default_source!r}: {reason}"
+                ) from e
             self._cache[key] = loaded
             self._cache.move_to_end(key)
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
             return loaded
-
-    def loaded_sources(self) -> list[str]:
-        with self._lock:
-            return list(self._cache)

@@ -41,7 +41,7 @@ Progress = Callable[[int, int, str], None]
 class OutputStore:
     """A temporary root folder with one sub-folder per request, pruned by age."""
 
-    def __init__(self, root: str | Path | None = None, max_age_s: float = 3600.0) -> None:
+    def __init__(self, root: str | Path | None = None, max_age_s: float = 7200.0) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="rdiff-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_age_s = max_age_s
@@ -215,6 +215,7 @@ def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneF
     """The selected scene's files, rendered on first use and then reused."""
     i = state.selected
     if i not in state.files:
+        state.workdir.mkdir(parents=True, exist_ok=True)  # may have been pruned during a long session
         state.files[i] = scene_files(state.scenes[i], state.workdir, f"{state.task}_{i:02d}", progress)
     return state.files[i]
 

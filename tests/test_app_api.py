@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 gr = pytest.importorskip("gradio")
@@ -109,14 +108,21 @@ def test_endpoints_and_queue(server, client):
     assert server.app._queue.max_size == 16
 
 
-def test_load_model_shows_config_and_fallback_notice(server, client):
+def test_load_model_shows_config_and_fallback_notice(server, client, tmp_path):
     out = client.predict(str(server.checkpoint), api_name="/load_model")
     assert "16×16 images" in out[0] and "T = 100" in out[0]
     assert out[-1]["maximum"] == 99 and out[-1]["value"] == 0  # the t_r slider follows T
     out = client.predict("nobody/no-such-rdiff-model", api_name="/load_model")  # offline in tests
     assert "Could not load 'nobody/no-such-rdiff-model'" in out[0] and "16×16 images" in out[0]
-    with pytest.raises(AppError, match="no-such-folder"):
+    with pytest.raises(AppError, match="'/nonexistent/no-such-folder' does not exist"):
         client.predict("/nonexistent/no-such-folder", api_name="/load_model")
+    broken = tmp_path / "broken-ckpt"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(AppError, match="invalid checkpoint config"):  # a local folder never falls back
+        client.predict(str(broken), api_name="/load_model")
+    assert "16×16 images" in client.predict("", api_name="/load_model")[0]  # and the default still loads
 
 
 # ------------------------------------------------------------------------------------- reconstruct
@@ -128,7 +134,8 @@ def test_reconstruct_and_orbit_without_diffusion(client, model_calls):
     diffusion_s = time.perf_counter() - t0
     check_panel(out)
     assert len(model_calls) == 2  # t_r = 3 with 2 steps: two denoiser passes
-    assert out[OUT["orbit_azimuth"]] == pytest.approx(CAMERA[0]) and out[OUT["orbit_elevation"]] == pytest.approx(CAMERA[1])
+    assert out[OUT["orbit_azimuth"]] == pytest.approx(CAMERA[0])  # the orbit sliders start at the input view
+    assert out[OUT["orbit_elevation"]] == pytest.approx(CAMERA[1])
 
     views, t0 = [], time.perf_counter()
     for az in (0, 90, 200):
@@ -217,6 +224,33 @@ def test_select_another_sample_renders_without_diffusion(server, tmp_path):
         hook.remove()
     assert not calls and state.selected == 2 and sorted(state.files) == [0, 2]
     assert picked[OUT["image"]] != last[OUT["image"]] and handlers.mesh(state).endswith("_02_mesh.glb")
+
+
+def test_stop_ends_the_run_with_a_result(server, tmp_path):
+    from demo.handlers import Handlers, StopFlag
+    from demo.results import OutputStore
+
+    handlers, stop = Handlers(server.registry, OutputStore(tmp_path)), StopFlag()
+    seen = []
+
+    def progress(value, desc="", **_):
+        seen.append(value)
+        if value[0] == 2 and "Denoising" in desc:
+            stop.request()  # as the Stop button does, from another request, while the run goes on
+
+    *_, last = handlers.generate("", 0, 20, 1, progress=progress, stop=stop)
+    assert "Stopped after 2 of 20 denoising steps" in last[OUT["notes"]]
+    assert max(done for done, total in seen if total == 20) == 2  # no denoising step after the request
+    assert Path(last[OUT["mesh_file"]]).is_file()
+
+
+def test_example_assets():
+    examples = load_examples()
+    assert len(examples) >= 3
+    for e in examples:
+        with Image.open(e.path()) as im:
+            assert im.size == (128, 128) and im.mode == "RGB"
+        assert 0 <= e.azimuth < 360 and 0 < e.elevation < 90 and 2 < e.radius < 4 and 30 < e.fov < 60
 
 
 # ------------------------------------------------------------------------------------- bad input
