@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rdiff.scene import Scene
+from rdiff.scene import Scene, write_mesh
 from rdiff.visualize import colorize_depth, mesh_figure
 
 TURNTABLE_FRAMES = 36
@@ -159,15 +159,6 @@ def scene_mesh(scene: Scene, resolution: int = MESH_RESOLUTION):
     )
 
 
-def z_up_to_y_up(mesh):
-    """glTF viewers expect +Y up; rdiff scenes are +Z up. Rotate a copy of ``mesh`` for GLB export."""
-    import trimesh
-
-    out = mesh.copy()
-    out.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
-    return out
-
-
 def empty_figure(message: str):
     import plotly.graph_objects as go
 
@@ -198,7 +189,7 @@ def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | Non
     if mesh is None:
         return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes)
     path = out_dir / f"{stem}_mesh.glb"
-    z_up_to_y_up(mesh).export(path)
+    write_mesh(mesh, path)
     report(3, "Done")
     return SceneFiles(depth, video, path, mesh_figure(mesh), notes)
 

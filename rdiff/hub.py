@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
 from rdiff.model import CheckpointError, RenderDiffusion
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "clevr1-32"
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hub endpoint accepts a TCP connection (False at once when offline mode is set).
+
+    Checked before a download so that an offline machine falls back in ~0 s instead of after the
+    Hub client's retries (about 20 s).
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -36,6 +56,8 @@ def load_model(
     target = str(source or fallback)
     if not target or target == "None":
         raise CheckpointError("no model source given and no shipped weights configured")
+    offline = not Path(target).is_dir() and not local_files_only and not hub_reachable()
+    local_files_only = local_files_only or offline  # offline: the local Hub cache may still have it
     try:
         model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
         return LoadedModel(model.to(device).eval(), target)
@@ -44,8 +66,14 @@ def load_model(
         if fallback is None or is_local or str(fallback) == target:
             if isinstance(e, CheckpointError):
                 raise
+            if offline:
+                raise CheckpointError(
+                    f"could not load model {target!r}: the Hugging Face Hub is unreachable and it is not in the local cache"
+                ) from e
             raise CheckpointError(f"could not load model {target!r}: {type(e).__name__}: {e}") from e
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        if offline:
+            reason = "the Hugging Face Hub is unreachable and it is not in the local cache"
         model = RenderDiffusion.from_pretrained(str(fallback))
         notice = f"Could not load {target!r} ({reason}); using the shipped weights in {Path(fallback).name}/ instead."
         return LoadedModel(model.to(device).eval(), str(fallback), notice)

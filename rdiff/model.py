@@ -230,6 +230,10 @@ class RenderDiffusion(
     ) -> "RenderDiffusion":
         """Load config.json + model.safetensors strictly (safetensors only, never pickle)."""
 
+        looks_local = model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1)
+        if not os.path.isdir(model_id) and (os.path.exists(model_id) or looks_local):
+            raise CheckpointError(f"model folder {model_id!r} does not exist (or is not a folder)")
+
         def fetch(name: str) -> str:
             if os.path.isdir(model_id):
                 path = os.path.join(model_id, name)

@@ -20,6 +20,20 @@ if TYPE_CHECKING:
 MESH_FORMATS = (".glb", ".obj", ".ply")
 
 
+def write_mesh(mesh: "trimesh.Trimesh", path: str | Path) -> Path:
+    """Write a +Z-up mesh as GLB, OBJ or PLY. GLB (glTF) is +Y up by specification, so it is rotated."""
+    import trimesh
+
+    path = Path(path)
+    if path.suffix.lower() not in MESH_FORMATS:
+        raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {path.suffix!r}")
+    if path.suffix.lower() == ".glb":
+        mesh = mesh.copy()
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    mesh.export(path)
+    return path
+
+
 @dataclass
 class View:
     """One rendered view as numpy arrays: rgb ``(H, W, 3)`` uint8, depth and opacity ``(H, W)`` float32."""
@@ -134,12 +148,10 @@ class Scene:
         return trimesh.Trimesh(world, faces[:, ::-1], vertex_colors=colours, process=False)
 
     def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None) -> Path:
-        """Write the mesh as GLB, OBJ or PLY (chosen by the file extension)."""
-        path = Path(path)
-        if path.suffix.lower() not in MESH_FORMATS:
-            raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {path.suffix!r}")
-        self.mesh(resolution, level).export(path)
-        return path
+        """Write the mesh as GLB (+Y up, as glTF requires), OBJ or PLY (+Z up), chosen by the file extension."""
+        if Path(path).suffix.lower() not in MESH_FORMATS:
+            raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {Path(path).suffix!r}")
+        return write_mesh(self.mesh(resolution, level), path)
 
     def save_video(self, path: str | Path, n: int = 36, fps: int = 12, size: int | None = None, upscale: int = 256) -> Path:
         """Write an mp4 turntable (frames upscaled to ``upscale`` pixels for viewing)."""

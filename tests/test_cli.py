@@ -81,7 +81,7 @@ def test_bad_inputs_exit_with_message(tiny_checkpoint, tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "missing.png"), "--checkpoint", str(tiny_checkpoint)]) == 2
     assert "file not found" in capsys.readouterr().err
     assert main(["reconstruct", str(tmp_path / "notes.txt"), "--checkpoint", str(tmp_path / "nope")]) == 2
-    assert "could not load model" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_data_and_eval_commands(tiny_checkpoint, tmp_path, capsys):
