@@ -97,6 +97,8 @@ class TrainConfig:
 
     data: str = "data/clevr1/train"
     out_dir: str = "runs/clevr1"
+    # Start a fresh run from these weights (a from_pretrained source), e.g. to continue the released model.
+    init_from: str | None = None
     model: RenderDiffusionConfig = field(default_factory=RenderDiffusionConfig)
     batch_size: int = 16
     rays_per_image: int = 256

@@ -151,6 +151,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
             raise ValueError(f"{ckpt_dir} was trained with a different model config; use a new out_dir")
         step = load_training_state(ckpt_dir, model, ema.shadow, optimizer)["step"]
+    elif cfg.init_from:
+        start_weights = RenderDiffusion.from_pretrained(cfg.init_from)
+        if start_weights.config != cfg.model:
+            raise ValueError(f"init_from {cfg.init_from!r} has a different model config than this run")
+        model.load_state_dict(start_weights.state_dict())
+        ema.shadow.load_state_dict(start_weights.state_dict())
     ddp = DistributedDataParallel(model) if world > 1 else model
 
     if rank == 0:
