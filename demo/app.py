@@ -16,13 +16,17 @@ State: each result panel keeps a :class:`demo.results.ResultState` (the run's Sc
 frame, camera, model; plus the files already rendered) in a per-session ``gr.State``; the orbit sliders
 and the gallery re-render from it. Models are cached by source in the app's
 :class:`demo.models.ModelRegistry`. "Stop" sets a per-session :class:`demo.handlers.StopFlag`
-(not queued); the run ends after its current step and still returns a result.
+(not queued); the run ends after its current step and still returns a result. Cancelling the event
+instead (gradio_client ``job.cancel()``, or the page being closed) closes the handler's generator at
+its next yield (previews come every 0.5 s) and frees the worker at once; it returns nothing, and the
+session's previous result stays. docs/reliability.md has the measurements behind these settings.
 
 API endpoints (``gradio_client``): ``/load_model``, ``/noise_preview``, ``/reconstruct``,
 ``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``.
 The orbit endpoints re-render the calling session's last result (keep one ``Client`` per session).
 The inpaint editor value is ``{"background": image, "layers": [mask_rgba], "composite": None}``:
-the mask is the alpha channel of ``layers[0]`` (painted = fill in).
+the mask is the alpha channel of ``layers[0]`` (painted = fill in); a layer of another size is scaled to
+the image when it has the same shape, else refused. Images reach the handlers unconverted (any mode).
 """
 
 from __future__ import annotations
@@ -234,7 +238,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         rec_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
                     with gr.Row():
                         rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
-                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="reconstruct-stop")
                 with gr.Column(scale=3):
                     rec_panel = ResultPanel.build("reconstruct")
 
@@ -244,8 +248,10 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         "with the brush, then run. The painted layer is the mask.")
             with gr.Row():
                 with gr.Column(scale=2, min_width=360):
+                    # image_mode=None: images reach the handler as uploaded (Gradio's RGBA conversion would
+                    # clip a 16-bit PNG to white; rdiff.preprocess converts every mode properly).
                     inp_editor = CheckedEditor(
-                        label="Image and mask", type="pil", image_mode="RGBA", sources=["upload", "clipboard"],
+                        label="Image and mask", type="pil", image_mode=None, sources=["upload", "clipboard"],
                         brush=gr.Brush(default_size=12, colors=["rgba(255, 0, 200, 0.8)"], color_mode="fixed"),
                         eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=380,
                         layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
@@ -262,7 +268,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
                     with gr.Row():
                         inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
-                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
                 with gr.Column(scale=3):
                     inp_panel = ResultPanel.build("inpaint")
 
@@ -277,7 +283,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     gen_batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")
                     with gr.Row():
                         gen_run = gr.Button("Generate", variant="primary", elem_id="generate-run", scale=3)
-                        gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+                        gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="generate-stop")
                 with gr.Column(scale=3):
                     gen_gallery = gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
                                              height=180, allow_preview=False, object_fit="contain",

@@ -301,6 +301,8 @@ def editor_image_and_mask(editor: Any, size: int) -> tuple[torch.Tensor, torch.T
     """ImageEditor value -> (image ``(3, M, M)`` in [-1, 1], mask ``(M, M)``: 1 = fill in).
 
     The background is the image; the mask is the alpha of the first layer (what the brush painted).
+    A layer of another size (sent through the API) is scaled to the image if it has the same shape
+    (aspect ratio within 2%); otherwise it cannot be placed on the image and is refused.
     """
     if not isinstance(editor, dict) or editor.get("background") is None:
         raise InputError("no input image: upload one into the editor (or pick an example), then paint the mask")
@@ -308,8 +310,15 @@ def editor_image_and_mask(editor: Any, size: int) -> tuple[torch.Tensor, torch.T
     layers = [layer for layer in (editor.get("layers") or []) if layer is not None]
     if not layers:
         raise InputError("the mask is empty: paint over the part of the image to fill in")
-    layer = open_image(layers[0])
-    if layer.size != background.size:  # e.g. a layer sent through the API at another size
-        layer = layer.convert("RGBA").resize(background.size, Image.NEAREST)
+    try:
+        layer = open_image(layers[0])
+    except InputError as e:
+        raise InputError(f"the painted mask could not be used: {e}") from None
+    if layer.size != background.size:
+        (lw, lh), (bw, bh) = layer.size, background.size
+        if abs(lw * bh - lh * bw) > 0.02 * max(lw * bh, lh * bw):
+            raise InputError(f"the mask is {lw}x{lh} pixels but the image is {bw}x{bh}: paint the mask on the "
+                             "image itself (the mask layer must have the image's size or at least its shape)")
+        layer = layer.resize(background.size, Image.NEAREST)  # keeps the mode: alpha or grey levels
     mask = prepare_mask(layer, size, image_size=background.size)
     return prepare_image(background, size), mask

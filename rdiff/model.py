@@ -274,7 +274,8 @@ def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_locat
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
+    wrong_dtype = sorted(k for k in set(expected) & set(state) if expected[k].dtype != state[k].dtype)
+    if missing or unexpected or wrong or wrong_dtype:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
@@ -283,6 +284,9 @@ def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_locat
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        if wrong_dtype:
+            k = wrong_dtype[0]
+            parts.append(f"{len(wrong_dtype)} dtype mismatches (e.g. {k}: {state[k].dtype} vs {expected[k].dtype})")
         raise CheckpointError("checkpoint weights do not match its config: " + "; ".join(parts))
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise CheckpointError("checkpoint weights contain NaN or infinite values")

@@ -1,12 +1,21 @@
-"""Test helper: run the real Gradio app on 127.0.0.1 (free port) with a tiny, untrained checkpoint."""
+"""Test helper: run the real Gradio app on 127.0.0.1 (free port) with a tiny, untrained checkpoint.
+
+In-process: :func:`running_app` (tests can reach the registry and model). In a child process:
+:func:`app_subprocess` (``python tests/app_server.py WORKDIR``), so that the server's memory can be
+measured on its own (see ``tests/test_app_load.py``).
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -41,18 +50,85 @@ def make_tiny_checkpoint(folder: Path) -> Path:
 
 
 @contextmanager
-def running_app(workdir: Path) -> Iterator[AppServer]:
-    """Build the app around a fresh tiny checkpoint in ``workdir`` and serve it until the block exits."""
+def running_app(workdir: Path, **build_options: Any) -> Iterator[AppServer]:
+    """Build the app around a fresh tiny checkpoint in ``workdir`` and serve it until the block exits.
+
+    ``build_options`` go to :func:`demo.app.build_app` (e.g. ``max_queue``).
+    """
     from demo.app import build_app, launch
     from demo.models import ModelRegistry
     from demo.results import OutputStore
 
     checkpoint = make_tiny_checkpoint(workdir / "tiny-ckpt")
     registry = ModelRegistry(str(checkpoint), device="cpu")
-    app = build_app(str(checkpoint), registry=registry, store=OutputStore(workdir / "outputs"))
+    app = build_app(str(checkpoint), registry=registry, store=OutputStore(workdir / "outputs"), **build_options)
     port = free_port()
     launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield AppServer(f"http://127.0.0.1:{port}/", app, registry, checkpoint)
     finally:
         app.close()
+
+
+@dataclass
+class AppProcess:
+    url: str
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@contextmanager
+def app_subprocess(workdir: Path, startup_timeout_s: float = 120.0) -> Iterator[AppProcess]:
+    """Serve the app (tiny checkpoint, 127.0.0.1, free port) from a child Python process.
+
+    The child prints ``URL <url>`` once serving; it exits when its stdin closes (so it never outlives
+    the test run) or when terminated here.
+    """
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "tests")]),
+               HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
+    log = open(workdir / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(workdir)], cwd=root, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        deadline, url = time.monotonic() + startup_timeout_s, None
+        assert proc.stdout is not None
+        while url is None:  # the child prints nothing else on stdout before its URL
+            line = proc.stdout.readline()
+            if not line and (proc.poll() is not None or time.monotonic() > deadline):
+                raise RuntimeError(f"the app process did not start; see {workdir / 'server.log'}")
+            if line.startswith("URL "):
+                url = line.split(maxsplit=1)[1].strip()
+        yield AppProcess(url, proc)
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python tests/app_server.py WORKDIR``: serve until stdin closes."""
+    import torch
+
+    torch.set_num_threads(1)  # as in the test process (conftest): the machine is small and shared
+    workdir = Path((argv or sys.argv[1:])[0])
+    workdir.mkdir(parents=True, exist_ok=True)
+    with running_app(workdir) as server:
+        print("URL", server.url, flush=True)
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or exited
+
+
+if __name__ == "__main__":
+    main()
