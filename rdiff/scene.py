@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from rdiff.model import RenderDiffusion
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
+#: Default iso-density for meshes: 1 - exp(-2.5 * 0.1) ~ 22% opacity through 0.1 scene units of
+#: material, which is where trained models put their (soft) surfaces.
+DEFAULT_MESH_DENSITY = 2.5
 
 
 def write_mesh(mesh: "trimesh.Trimesh", path: str | Path) -> Path:
@@ -123,7 +126,7 @@ class Scene:
     def mesh(self, resolution: int = 64, level: float | None = None) -> "trimesh.Trimesh":
         """Marching cubes on the density grid, with vertex colours from the field.
 
-        ``level`` defaults to a density giving ~50% opacity across one grid cell.
+        ``level`` defaults to :data:`DEFAULT_MESH_DENSITY`.
         """
         import trimesh
         from skimage.measure import marching_cubes
@@ -132,7 +135,7 @@ class Scene:
         b = self.model.config.scene_bound
         spacing = 2 * b / (resolution - 1)
         if level is None:
-            level = float(np.log(2.0) / spacing)
+            level = DEFAULT_MESH_DENSITY
         if not density.min() < level < density.max():
             raise ValueError(
                 f"no surface at density {level:.3g} (scene densities span {density.min():.3g}..{density.max():.3g})"
