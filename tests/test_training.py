@@ -159,3 +159,29 @@ def test_init_from_pretrained_weights(tiny_dataset, tmp_path):
     cfg2.model = tiny_config(base_channels=8)
     with pytest.raises(ValueError, match="different model config"):
         train(cfg2, progress=False)
+
+
+@pytest.mark.timeout(200)
+def test_sigterm_checkpoints_and_exits_cleanly(tiny_dataset, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "term"
+    cfg = _cfg(tiny_dataset, out, steps=100_000)
+    cfg.checkpoint_every = 100_000  # only the shutdown path writes a checkpoint
+    path = _write_toml(cfg, tmp_path / "term.toml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "rdiff", "train", "--config", str(path)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 150
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    steps_logged = json.loads(log.read_text().splitlines()[-1])["step"]
+    saved = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
+    assert 3 <= steps_logged <= saved < 100_000
+    RenderDiffusion.from_pretrained(str(out / "model"))

@@ -8,8 +8,9 @@ Checkpoints in ``out_dir/checkpoint`` make it resumable; the EMA model is export
 from __future__ import annotations
 
 import json
-import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -82,6 +83,15 @@ def _infinite(loader: DataLoader, sampler: DistributedSampler | None) -> Iterato
             sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """True if ``flag`` is set on any process, so that all DDP ranks stop at the same step."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:
@@ -175,9 +185,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     batches = _infinite(loader, sampler)
     stopped_cleanly = False
+    stop_requested = threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler's pre-emption, `kill`): finish the step, checkpoint, exit cleanly.
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     try:
         while step < cfg.max_steps:
-            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
+            out_of_time = cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes
+            if _any_rank(stop_requested.is_set() or out_of_time, world, device):
                 break
             batch = next(batches)
             images = batch["image"].to(device)
@@ -212,6 +228,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     except KeyboardInterrupt:
         stopped_cleanly = True
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         bar.close()
         if stopped_cleanly:  # never overwrite a good checkpoint with the state of a failed step
             checkpoint()
