@@ -155,12 +155,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     model = RenderDiffusion(cfg.model).to(device)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
+    step, images_seen = 0, 0
     if (ckpt_dir / "state.json").exists():
         saved = json.loads((ckpt_dir / "state.json").read_text())
         if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
             raise ValueError(f"{ckpt_dir} was trained with a different model config; use a new out_dir")
-        step = load_training_state(ckpt_dir, model, ema.shadow, optimizer)["step"]
+        state = load_training_state(ckpt_dir, model, ema.shadow, optimizer)
+        step = state["step"]
+        images_seen = state.get("images_seen", step * cfg.batch_size * world)
     elif cfg.init_from:
         start_weights = RenderDiffusion.from_pretrained(cfg.init_from)
         if start_weights.config != cfg.model:
@@ -176,7 +178,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     def checkpoint() -> None:
         if rank == 0:
-            extra = {"model_config": asdict(cfg.model), "images_seen": step * cfg.batch_size * world}
+            extra = {"model_config": asdict(cfg.model), "images_seen": images_seen}
             save_training_state(ckpt_dir, model, ema.shadow, optimizer, step, extra)
             ema.shadow.save_pretrained(model_dir)
 
@@ -212,6 +214,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             optimizer.step()
             ema.update(model, step)
             step += 1
+            images_seen += images.shape[0] * world
             bar.update(1)
             if log is not None and (step % cfg.log_every == 0 or step == 1):
                 bar.set_postfix(loss=f"{loss.item():.4f}")
