@@ -54,9 +54,6 @@ class ModelRegistry:
             if not reload and key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            looks_local = key.startswith((".", "/", "~")) or key.count("/") > 1
-            if looks_local and not Path(key).expanduser().exists():
-                raise CheckpointError(f"model folder {key!r} does not exist")
             fallback = None if key == self.default_source else self.default_source
             try:
                 loaded = load_model(key, device=self.device, fallback=fallback)

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from rdiff.model import CheckpointError, RenderDiffusion
+from rdiff.model import CheckpointError, RenderDiffusion, looks_like_local_path
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "clevr1-32"
 
@@ -62,7 +62,7 @@ def load_model(
         model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
         return LoadedModel(model.to(device).eval(), target)
     except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
-        is_local = Path(target).exists() or target.startswith((".", "/", "~")) or target.count("/") > 1
+        is_local = Path(target).exists() or looks_like_local_path(target)
         if fallback is None or is_local or str(fallback) == target:
             if isinstance(e, CheckpointError):
                 raise

@@ -200,38 +200,14 @@ class RenderDiffusion(
         map_location: str = "cpu",
         **_: Any,
     ) -> "RenderDiffusion":
-        """Load a checkpoint folder or Hub repo (config.json + model.safetensors); bad files raise CheckpointError.
+        """Load a checkpoint folder or Hub repo (config.json + model.safetensors) strictly.
 
-        Goes straight to :meth:`_from_pretrained`: the mixin's version parses config.json on its own first,
-        so a corrupt config would surface as a bare JSON or attribute error instead of a CheckpointError.
+        Safetensors only, never pickle; bad files raise :class:`CheckpointError`. Replaces the mixin's
+        version, which parses config.json on its own first (a corrupt config would surface as a bare
+        JSON or attribute error) and falls back to pickled ``pytorch_model.bin`` files.
         """
-        return cls._from_pretrained(
-            model_id=str(pretrained_model_name_or_path),
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            map_location=map_location,
-        )
-
-    @classmethod
-    def _from_pretrained(  # type: ignore[override]
-        cls,
-        *,
-        model_id: str,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str = "cpu",
-        **_: Any,
-    ) -> "RenderDiffusion":
-        """Load config.json + model.safetensors strictly (safetensors only, never pickle)."""
-
-        looks_local = model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1)
-        if not os.path.isdir(model_id) and (os.path.exists(model_id) or looks_local):
+        model_id = os.path.expanduser(str(pretrained_model_name_or_path))
+        if not os.path.isdir(model_id) and (os.path.exists(model_id) or looks_like_local_path(model_id)):
             raise CheckpointError(f"model folder {model_id!r} does not exist (or is not a folder)")
 
         def fetch(name: str) -> str:
@@ -251,6 +227,11 @@ class RenderDiffusion(
             )
 
         return load_checkpoint(fetch(CONFIG_NAME), fetch(WEIGHTS_NAME), map_location)
+
+
+def looks_like_local_path(source: str) -> bool:
+    """Whether ``source`` reads as a filesystem path rather than a Hub id (``user/repo``)."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1
 
 
 def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_location: str = "cpu") -> RenderDiffusion:
