@@ -24,7 +24,10 @@ class TriplaneDecoder(nn.Module):
         h = features
         for layer in self.hidden:
             h = F.silu(layer(h))
-        raw = self.out(h)
+        return self.activate(self.out(h))
+
+    def activate(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw outputs ``(..., 4)`` -> ``density (...)`` (softplus), ``rgb (..., 3)`` in [0, 1]."""
         density = F.softplus(raw[..., 0] + self.density_bias)
         # Slightly widened sigmoid so pure black and white are reachable (as in EG3D).
         rgb = torch.sigmoid(raw[..., 1:]) * 1.002 - 0.001
@@ -58,7 +61,6 @@ class TriplaneField(nn.Module):
         layers = [(m.weight.detach().t().contiguous(), m.bias.detach()) for m in dec.hidden]
         w_out, b_out = dec.out.weight.detach().t().contiguous(), dec.out.bias.detach()
         bufs = [torch.empty(chunk, w.shape[1], dtype=dtype, device=dev) for w, _ in layers]
-        raw_buf = torch.empty(chunk, 4, dtype=dtype, device=dev)
 
         def field(points: Tensor) -> tuple[Tensor, Tensor]:
             if torch.is_grad_enabled():
@@ -68,18 +70,15 @@ class TriplaneField(nn.Module):
                 raise ValueError(f"got points for {b} scenes but planes for {table.batch}")
             total = b * p
             flat = points.reshape(total, 3)
-            density = torch.empty(total, dtype=dtype, device=dev)
-            rgb = torch.empty(total, 3, dtype=dtype, device=dev)
+            raw = torch.empty(total, 4, dtype=dtype, device=dev)
             for i in range(0, total, chunk):
                 j = min(i + chunk, total)
                 bidx = None if table.shared else torch.arange(i, j, device=dev) // p
                 h = table(flat[i:j], bidx)
                 for (w, bias), buf in zip(layers, bufs):
                     h = F.silu(torch.mm(h, w, out=buf[: j - i]).add_(bias), inplace=True)
-                raw = torch.mm(h, w_out, out=raw_buf[: j - i]).add_(b_out)
-                density[i:j] = F.softplus(raw[:, 0] + dec.density_bias)
-                rgb[i:j] = raw[:, 1:]
-            torch.sigmoid_(rgb).mul_(1.002).sub_(0.001)
+                torch.mm(h, w_out, out=raw[i:j]).add_(b_out)
+            density, rgb = dec.activate(raw)
             return density.view(b, p), rgb.view(b, p, 3)
 
         return field
