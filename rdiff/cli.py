@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from rdiff.cameras import orbit_cameras
+from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.model import CheckpointError
 from rdiff.preprocess import InputError
 
@@ -116,9 +116,9 @@ def cmd_generate(args) -> list[Path]:
     from rdiff.sampling import generate
 
     model = _load(args)
-    cam = _camera(model, args)
-    cams = orbit_cameras([0.0] * args.n, [0.0] * args.n, [1.0] * args.n, float(cam.fov_x[0]))
-    cams.c2w[:] = cam.c2w
+    if args.n < 1:
+        raise ValueError("--n must be at least 1")
+    cams = Cameras.cat([_camera(model, args)] * args.n)
     result = generate(model, args.n, cams, steps=args.steps or 50, seed=args.seed, progress=_progress("generate"))
     return _save_result(result, Path(args.out), f"generated_s{args.seed}", args)
 
