@@ -31,13 +31,13 @@ from demo.results import (
     notes_markdown,
     orbit_image,
     enlarge,
-    to_uint8,
 )
 from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.config import RenderDiffusionConfig
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
 from rdiff.sampling import Step, generate_steps, inpaint_steps, reconstruct_steps
+from rdiff.visualize import to_uint8
 from rdiff.scene import Scene
 
 log = logging.getLogger("rdiff.demo")

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from rdiff.scene import Scene, write_mesh
-from rdiff.visualize import colorize_depth, mesh_figure
+from rdiff.visualize import depth_image, mesh_figure, to_uint8
 
 TURNTABLE_FRAMES = 36
 TURNTABLE_FPS = 12
@@ -96,14 +96,6 @@ class ResultState:
 # ------------------------------------------------------------------------------------ images
 
 
-def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` tensor in [0, 1] (or an ``(H, W, 3)`` array) -> ``(H, W, 3)`` uint8."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-        return (image * 255).round().astype(np.uint8)
-    return np.asarray(image, dtype=np.uint8)
-
-
 def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
     """Nearest-neighbour enlargement by a whole factor so the longer side is at least ~``size`` pixels.
 
@@ -118,12 +110,6 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     """Save ``image`` enlarged for display (see :func:`enlarge`)."""
     Image.fromarray(enlarge(image)).save(path)
     return path
-
-
-def depth_image(scene: Scene) -> np.ndarray:
-    """Colour-mapped depth (near = yellow, far = purple) seen from the input camera."""
-    view = scene.render(scene.camera)[0]
-    return colorize_depth(view.depth, view.opacity)
 
 
 def orbit_image(scene: Scene, azimuth: float, elevation: float, scale: int = PREVIEW_SCALE) -> np.ndarray:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -59,16 +56,14 @@ def _camera(model, args):
 
 
 def _save_result(result, out: Path, stem: str, args) -> list[Path]:
-    from rdiff.visualize import colorize_depth
+    from rdiff.visualize import depth_image, to_uint8
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for i, scene in enumerate(result.scenes):
         name = stem if len(result.scenes) == 1 else f"{stem}_{i:02d}"
-        img = (result.images[i].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(img).save(out / f"{name}.png")
-        view = scene.render(scene.camera)[0]
-        Image.fromarray(colorize_depth(view.depth, view.opacity)).save(out / f"{name}_depth.png")
+        Image.fromarray(to_uint8(result.images[i])).save(out / f"{name}.png")
+        Image.fromarray(depth_image(scene)).save(out / f"{name}_depth.png")
         scene.save_video(out / f"{name}_orbit.mp4", n=args.frames)
         written += [out / f"{name}.png", out / f"{name}_depth.png", out / f"{name}_orbit.mp4"]
         try:

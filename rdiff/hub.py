@@ -53,9 +53,9 @@ def load_model(
     the fallback is loaded instead and ``notice`` explains what happened. A broken *local* folder
     never silently falls back: its error is raised, since the user pointed at it on purpose.
     """
-    target = str(source or fallback)
-    if not target or target == "None":
+    if not (source or fallback):
         raise CheckpointError("no model source given and no shipped weights configured")
+    target = str(source or fallback)
     offline = not Path(target).is_dir() and not local_files_only and not hub_reachable()
     local_files_only = local_files_only or offline  # offline: the local Hub cache may still have it
     try:

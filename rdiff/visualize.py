@@ -8,7 +8,10 @@ import numpy as np
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    import torch
     import trimesh
+
+    from rdiff.scene import Scene
 
 # Anchor colours of a perceptually ordered map (near = bright yellow, far = dark purple).
 _DEPTH_COLOURS = np.array(
@@ -28,6 +31,20 @@ def colorize_depth(depth: np.ndarray, opacity: np.ndarray | None = None, backgro
         f = (x - i)[:, None]
         out[valid] = np.round(_DEPTH_COLOURS[i] * (1 - f) + _DEPTH_COLOURS[i + 1] * f).astype(np.uint8)
     return out
+
+
+def to_uint8(image: "torch.Tensor | np.ndarray") -> np.ndarray:
+    """``(3, H, W)`` tensor in [0, 1] (or an ``(H, W, 3)`` array) -> ``(H, W, 3)`` uint8."""
+    if not isinstance(image, np.ndarray):
+        image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        return (image * 255).round().astype(np.uint8)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def depth_image(scene: "Scene") -> np.ndarray:
+    """Colour-mapped depth (near = yellow, far = purple) of ``scene`` seen from its input camera."""
+    view = scene.render(scene.camera)[0]
+    return colorize_depth(view.depth, view.opacity)
 
 
 def mesh_figure(mesh: "trimesh.Trimesh", title: str | None = None) -> "go.Figure":

@@ -16,7 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
