@@ -151,6 +151,15 @@ def inpaint_steps(
     sampler: str = "ddpm", resample: int = 1, seed: int | None = 0,
 ) -> Iterator[Step]:
     """Step-wise :func:`inpaint`."""
+    images, fill = _inpaint_inputs(model, images, masks, cameras)
+    g = _generator(seed, images.device)
+    start = model.diffusion.timesteps - 1
+    x_t = _randn(images, g)
+    return denoise_steps(model, x_t, start, cameras, steps, sampler, g, images, 1.0 - fill, resample)
+
+
+def _inpaint_inputs(model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
+    """Checked images ``(B, 3, M, M)`` and binary fill masks ``(B, 1, M, M)`` (1 = inpaint)."""
     images = _check_images(model, images, cameras)
     masks = masks.to(images)
     if masks.ndim == 2:
@@ -159,22 +168,21 @@ def inpaint_steps(
         masks = masks[:, None]
     if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"mask shape {tuple(masks.shape)} does not match images {tuple(images.shape)}")
-    g = _generator(seed, images.device)
-    start = model.diffusion.timesteps - 1
-    x_t = _randn(images, g)
-    known_mask = 1.0 - (masks > 0.5).to(images.dtype)
-    return denoise_steps(model, x_t, start, cameras, steps, sampler, g, images, known_mask, resample)
+    return images, (masks > 0.5).to(images.dtype)
 
 
 def inpaint(
     model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras, steps: int = 50,
     sampler: str = "ddpm", resample: int = 1, seed: int | None = 0, progress: ProgressFn | None = None,
 ) -> SampleResult:
-    """3D-aware inpainting: ``masks`` (B, M, M) are 1 where pixels must be filled in."""
+    """3D-aware inpainting: ``masks`` (B, M, M) are 1 where pixels must be filled in.
+
+    The returned images keep the known pixels exactly; the scenes are the final triplanes.
+    """
     loop = inpaint_steps(model, images, masks, cameras, steps, sampler, resample, seed)
     result = _run(model, loop, cameras, progress)
-    known = images if images.ndim == 4 else images[None]
-    fill = (masks.reshape(result.images.shape[0], 1, *result.images.shape[-2:]) > 0.5).to(result.images)
+    known, fill = _inpaint_inputs(model, images, masks, cameras)
+    fill = fill.to(result.images)
     result.images = fill * result.images + (1 - fill) * ((known.to(result.images) + 1) / 2)
     return result
 
