@@ -70,6 +70,14 @@ def sample_pdf(bins: Tensor, weights: Tensor, n: int, perturb: bool, generator: 
     return bin_lo + (u - cdf_lo) / denom * (bin_hi - bin_lo)
 
 
+def ray_weights(density: Tensor, t: Tensor, far: Tensor) -> Tensor:
+    """Compositing weights ``(..., S)`` of samples at sorted distances ``t (..., S)`` (see :func:`composite`)."""
+    deltas = torch.cat([t[..., 1:] - t[..., :-1], (far[..., None] - t[..., -1:]).clamp_min(0.0)], -1)
+    alpha = 1.0 - torch.exp(-density * deltas)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha + 1e-10], -1), -1)[..., :-1]
+    return alpha * trans
+
+
 def composite(density: Tensor, rgb: Tensor, t: Tensor, far: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Alpha-composite samples sorted along each ray.
 
@@ -80,10 +88,7 @@ def composite(density: Tensor, rgb: Tensor, t: Tensor, far: Tensor) -> tuple[Ten
         rgb ``(..., 3)`` (no background), expected depth ``(...)`` (normalised by opacity),
         opacity ``(...)`` and per-sample weights ``(..., S)``.
     """
-    deltas = torch.cat([t[..., 1:] - t[..., :-1], (far[..., None] - t[..., -1:]).clamp_min(0.0)], -1)
-    alpha = 1.0 - torch.exp(-density * deltas)
-    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha + 1e-10], -1), -1)[..., :-1]
-    weights = alpha * trans
+    weights = ray_weights(density, t, far)
     opacity = weights.sum(-1)
     color = (weights[..., None] * rgb).sum(-2)
     depth = (weights * t).sum(-1) / opacity.clamp_min(1e-6)
@@ -170,7 +175,7 @@ class VolumeRenderer(nn.Module):
         ray_chunk = max(1, ray_chunk // b)  # rays per chunk summed over the batch
         for i in range(0, r_hit, ray_chunk):
             sl = slice(i, i + ray_chunk)
-            outs.append(self._render_chunk(field, o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl], bg))
+            outs.append(self._render_chunk_inference(field, o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl], bg))
         rgb.scatter_(1, pick3, torch.cat([o[0] for o in outs], 1))
         depth.scatter_(1, order, torch.cat([o[1] for o in outs], 1))
         opacity.scatter_(1, order, torch.cat([o[2] for o in outs], 1))
@@ -207,6 +212,39 @@ class VolumeRenderer(nn.Module):
         opacity = opacity * hitf
         color = color * hitf[..., None]
         color = color + (1.0 - opacity[..., None]) * bg
+        depth = torch.where(hit, depth, far)
+        return color, depth, opacity
+
+    def _render_chunk_inference(
+        self, field: FieldFn, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, hit: Tensor, bg: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_render_chunk` without perturbation or autograd, with fewer and cheaper array passes.
+
+        Same samples and weights; the colours are never re-ordered: the sorted weights are scattered
+        back to the order the samples were evaluated in, and each pass's colours are summed in place
+        (colour-major when the field returns them that way, as inference fields do).
+        """
+        t_c = stratified_samples(near, far, self.coarse_samples, False)  # (B,R,Sc)
+        dens_c, rgb_c = self._query(field, origins, dirs, t_c)
+        if self.fine_samples > 0:
+            w_c = ray_weights(dens_c, t_c, far)
+            mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
+            bins = torch.cat([near[..., None], mids, far[..., None]], -1)
+            t_f = sample_pdf(bins, w_c, self.fine_samples, False)
+            dens_f, rgb_f = self._query(field, origins, dirs, t_f)
+            t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
+            weights = ray_weights(torch.cat([dens_c, dens_f], -1).gather(-1, order), t_all, far)
+            unsorted = torch.empty_like(weights).scatter_(-1, order, weights)
+            parts = [(unsorted[..., : self.coarse_samples], rgb_c), (unsorted[..., self.coarse_samples :], rgb_f)]
+        else:
+            t_all, weights = t_c, ray_weights(dens_c, t_c, far)
+            parts = [(weights, rgb_c)]
+        opacity = weights.sum(-1)
+        depth = (weights * t_all).sum(-1) / opacity.clamp_min(1e-6)
+        color = sum((rgb.movedim(-1, 0) * w).sum(-1) for w, rgb in parts).movedim(0, -1)  # (B,R,3)
+        hitf = hit.to(color.dtype)
+        opacity = opacity * hitf
+        color = color * hitf[..., None] + (1.0 - opacity[..., None]) * bg
         depth = torch.where(hit, depth, far)
         return color, depth, opacity
 

@@ -60,6 +60,9 @@ class TriplaneTable:
     Results match :func:`sample_triplane` (``grid_sample``, zero padding, ``align_corners=False``) up to
     float rounding. A batch of identical planes (``planes.expand(B, ...)``, as when rendering several
     views of one scene) shares a single table.
+
+    A lookup is two steps, :meth:`taps` (which rows, with which weights) and :meth:`gather`, so callers
+    can compute the taps of many points at once and gather them in cache-sized slices.
     """
 
     def __init__(self, planes: Tensor, bound: float = 1.0, aggregate: str = "sum") -> None:
@@ -81,11 +84,27 @@ class TriplaneTable:
         table[:, :, 1 : n + 1, 1 : n + 1] = src.detach().permute(0, 1, 3, 4, 2)
         self.table = table.view(-1, c)
         self.size, self.channels, self.bound, self.aggregate = n, c, float(bound), aggregate
-        dev = planes.device
-        self._u_axes = torch.tensor([u for u, _ in PLANE_AXES], device=dev)
-        self._v_axes = torch.tensor([v for _, v in PLANE_AXES], device=dev)
-        # First row of each plane, shifted by the border (+1 texel in both directions).
-        self._base = torch.arange(3, device=dev) * side * side + side + 1
+        #: bags (rows of :meth:`taps`) per point: one per plane for "concat", else one for all three planes
+        self.bags_per_point = 3 if aggregate == "concat" else 1
+        dev, dt = planes.device, planes.dtype
+        # Homogeneous (x, y, z, 1) @ _to_texels = grid_sample's texel coordinates (and the 1).
+        to_texels = torch.eye(4, dtype=dt) * (0.5 * n / float(bound))
+        to_texels[3] = torch.tensor([0.5 * (n - 1)] * 3 + [1.0], dtype=dt)
+        self._to_texels = to_texels.to(dev)
+        # Columns (plane k, tap (dv, du)), plane-major. For floor(texel coordinates) with the 1, @ _tap_rows
+        # gives each tap's table row; for (1 - f, 1), @ _u_weights gives each tap's weight along the
+        # plane's u axis (1 - f_u or f_u = 1 - (1 - f_u)), @ _v_weights along v.
+        tap_rows = torch.zeros(4, 12, dtype=dt)
+        u_weights, v_weights = torch.zeros(4, 12, dtype=dt), torch.zeros(4, 12, dtype=dt)
+        for k, (u, v) in enumerate(PLANE_AXES):
+            for tap, (dv, du) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                col = 4 * k + tap
+                tap_rows[u, col], tap_rows[v, col] = 1.0, float(side)
+                # plane k's first row, shifted by the border (+1 texel in both directions), plus the tap
+                tap_rows[3, col] = k * side * side + (1 + dv) * side + 1 + du
+                u_weights[u, col], u_weights[3, col] = (-1.0, 1.0) if du else (1.0, 0.0)
+                v_weights[v, col], v_weights[3, col] = (-1.0, 1.0) if dv else (1.0, 0.0)
+        self._tap_rows, self._u_weights, self._v_weights = tap_rows.to(dev), u_weights.to(dev), v_weights.to(dev)
 
     @property
     def out_features(self) -> int:
@@ -93,29 +112,36 @@ class TriplaneTable:
 
     def __call__(self, points: Tensor, batch_index: Tensor | None = None) -> Tensor:
         """Features ``(Q, F)`` at points ``(Q, 3)``; ``batch_index (Q,)`` picks each point's planes when not shared."""
-        n, side, table = self.size, self.side, self.table
+        idx, weights = self.taps(points, batch_index)
+        return self.gather(idx, weights).view(points.shape[0], self.out_features)
+
+    def taps(self, points: Tensor, batch_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Table rows and bilinear weights for points ``(Q, 3)``: two ``(Q * bags_per_point, taps)`` tensors.
+
+        12 taps per point (4 per plane) summed into one bag, or 4 taps in each of 3 bags for "concat".
+        """
         if not self.shared and batch_index is None:
             raise ValueError(f"these triplanes hold {self.batch} scenes: pass batch_index to pick one per point")
-        points = points.to(table.dtype)
-        parts = []
-        for axes in (self._u_axes, self._v_axes):
-            x = points.index_select(1, axes)  # (Q, 3) coordinates along this plane axis, one column per plane
-            # grid_sample's unnormalisation (align_corners=False): texel centres at integer coordinates.
-            x = ((x / self.bound + 1) * n - 1) * 0.5
-            torch.nan_to_num_(x, nan=-1.0).clamp_(-1.0, float(n))  # from here on every tap reads zero
-            x0 = torch.floor(x)
-            parts += [x - x0, x0.long()]
-        fu, iu, fv, iv = parts
-        rows = iv * side + iu + self._base  # (Q, 3): top-left tap of each plane
+        n, q = self.size, points.shape[0]
+        # Homogeneous coordinates (x, y, z, 1) let small exact matrix products do the affine maps and
+        # spread per-axis values to the 12 (plane, tap) columns, so every op is on contiguous arrays.
+        x = torch.ones(q, 4, dtype=self.table.dtype, device=self.table.device)
+        x[:, :3] = points
+        # grid_sample's unnormalisation (align_corners=False): texel centres at integer coordinates.
+        x = torch.mm(x, self._to_texels)
+        torch.nan_to_num_(x, nan=-1.0).clamp_(-1.0, float(n))  # from here on every tap reads zero; 1 stays 1
+        x0 = torch.floor(x)
+        idx = torch.mm(x0, self._tap_rows).int()  # (Q, 12) rows; exact: integers < 2^24
+        lower = x0.sub_(x).add_(1.0)  # (1 - f_x, 1 - f_y, 1 - f_z, 1): weights of the lower texels
+        weights = torch.mm(lower, self._u_weights).mul_(torch.mm(lower, self._v_weights))
+        if self.aggregate == "mean":
+            weights *= 1.0 / 3.0
         if not self.shared:
-            rows += batch_index[:, None] * (3 * side * side)
-        gu, gv = 1 - fu, 1 - fv
-        idx = torch.cat([rows, rows + 1, rows + side, rows + (side + 1)], 1)  # (Q, 12): 4 taps x 3 planes
-        w = torch.cat([gv * gu, gv * fu, fv * gu, fv * fu], 1)
-        if self.aggregate == "concat":
-            q = points.shape[0]
-            idx = idx.view(q, 4, 3).transpose(1, 2).reshape(q * 3, 4)
-            w = w.view(q, 4, 3).transpose(1, 2).reshape(q * 3, 4)
-            return F.embedding_bag(idx, table, per_sample_weights=w, mode="sum").view(q, 3 * self.channels)
-        out = F.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
-        return out / 3 if self.aggregate == "mean" else out
+            idx += (batch_index[:, None] * (3 * self.side * self.side)).int()
+        if self.aggregate == "concat":  # one bag of 4 taps per plane
+            return idx.view(q * 3, 4), weights.view(q * 3, 4)
+        return idx, weights
+
+    def gather(self, idx: Tensor, weights: Tensor) -> Tensor:
+        """Weighted sums of table rows for the bags of :meth:`taps`: ``(bags, C)``."""
+        return F.embedding_bag(idx, self.table, per_sample_weights=weights, mode="sum")

@@ -125,6 +125,47 @@ def test_inference_and_training_paths_agree_on_analytic_scene():
     torch.testing.assert_close(fast.opacity, slow.opacity, atol=1e-5, rtol=0)
 
 
+def test_inference_path_without_importance_samples_agrees():
+    cams = orbit_cameras(-40.0, 30.0, 2.8, 0.75)
+    o, d = _rays(cams, 16, 16)
+    r = VolumeRenderer(40, 0, background="black")
+    field = box_field(box_planes())
+    with torch.no_grad():
+        fast = r(field, o, d)
+    with torch.enable_grad():
+        slow = r(field, o, d)
+    assert float(slow.opacity.max()) > 0.9  # the box is in view
+    torch.testing.assert_close(fast.rgb, slow.rgb, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.opacity, slow.opacity, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("aggregate", ["sum", "mean", "concat"])
+def test_inference_field_matches_the_decoder_module(layers, aggregate):
+    """The inference field (lookup table, feature-major MLP with folded biases) computes the module's maths."""
+    from rdiff.decoder import TriplaneField
+
+    torch.manual_seed(layers)
+    field = TriplaneField(6, aggregate, 1.0, hidden=24, layers=layers, density_bias=-0.5)
+    with torch.no_grad():
+        for m in field.decoder.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.bias.normal_(0, 0.5)  # biases matter here: make them large
+    g = torch.Generator().manual_seed(1)
+    planes = torch.randn(2, 3, 6, 10, 10, generator=g)
+    points = torch.rand(2, 700, 3, generator=g) * 2.4 - 1.2  # some outside the box
+    with torch.no_grad():
+        want_density, want_rgb = field(planes, points)
+        density, rgb = field.inference_fn(planes, chunk=256)(points)  # several chunks, a partial last one
+        shared_density, _ = field.inference_fn(planes[:1])(points[:1])
+    assert density.shape == (2, 700) and rgb.shape == (2, 700, 3)
+    torch.testing.assert_close(density, want_density, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rgb, want_rgb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared_density, want_density[:1], atol=1e-5, rtol=1e-5)
+    with torch.enable_grad(), pytest.raises(RuntimeError, match="autograd"):
+        field.inference_fn(planes)(points)
+
+
 def test_optimised_model_rendering_matches_training_path():
     """The inference path (lookup table, chunking, skipped misses) is within 1/255 of the autograd path."""
     torch.manual_seed(0)
