@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     ap.add_argument("--train-steps", type=int, default=4)
+    ap.add_argument("--note", default="", help="free text stored with the results (e.g. what else was running)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_render.json"))
     args = ap.parse_args(argv)
 
@@ -219,8 +220,7 @@ def main(argv=None) -> int:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-                    "note": "shared 2-core machine (a training run and other jobs were using the CPU): "
-                            "timings are medians of interleaved runs and vary from run to run"},
+                    "note": args.note},
         "scenes": {"32": stats32, "64": stats64},
         "runs": {},
     }

@@ -98,20 +98,25 @@ def _fold_biases(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[tuple[T
     weight column ``bias / s`` (and passes the constant row on), saving a pass over its output.
     Exact up to float rounding (about 1e-7 relative).
     """
-    hidden = [(m.weight.detach(), m.bias.detach()) for m in dec.hidden]
-    w_out, b_out = dec.out.weight.detach(), dec.out.bias.detach()
+    dev = dec.out.weight.device
+    # folded on the CPU in float64 (not every accelerator has it), then cast and moved
+    hidden = [(m.weight.detach().cpu().double(), m.bias.detach().cpu().double()) for m in dec.hidden]
+    w_out, b_out = dec.out.weight.detach().cpu().double(), dec.out.bias.detach().cpu().double()
+
+    def cast(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(device=dev, dtype=dtype).contiguous()
+
     if not hidden:
-        return [], w_out.to(dtype).contiguous(), b_out.to(dtype)[:, None]
+        return [], cast(w_out), cast(b_out[:, None])
     c = torch.tensor(1.0, dtype=torch.float64)
     s = F.silu(c)
     (w1, b1), rest = hidden[0], hidden[1:]
-    first_w = torch.cat([w1.double(), torch.zeros(1, w1.shape[1], dtype=torch.float64)])
-    first_b = torch.cat([b1.double(), c[None]])
+    first_w = torch.cat([w1, torch.zeros(1, w1.shape[1], dtype=torch.float64)])
+    first_b = torch.cat([b1, c[None]])
     layers: list[tuple[Tensor, Tensor | None]] = [(first_w, first_b[:, None])]
     for w, b in rest:
         folded = torch.zeros(w.shape[0] + 1, w.shape[1] + 1, dtype=torch.float64)
-        folded[:-1, :-1], folded[:-1, -1], folded[-1, -1] = w.double(), b.double() / s, c / s
+        folded[:-1, :-1], folded[:-1, -1], folded[-1, -1] = w, b / s, c / s
         layers.append((folded, None))
-    out = torch.cat([w_out.double(), (b_out.double() / s)[:, None]], 1)
-    cast = lambda t: None if t is None else t.to(dtype).contiguous()  # noqa: E731
+    out = torch.cat([w_out, (b_out / s)[:, None]], 1)
     return [(cast(w), cast(b)) for w, b in layers], cast(out), None

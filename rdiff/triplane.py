@@ -83,10 +83,13 @@ class TriplaneTable:
         table[:, :, :, n + 1 :].zero_()
         table[:, :, 1 : n + 1, 1 : n + 1] = src.detach().permute(0, 1, 3, 4, 2)
         self.table = table.view(-1, c)
+        self._index_dtype = torch.int32 if self.table.shape[0] < 2**31 else torch.int64
         self.size, self.channels, self.bound, self.aggregate = n, c, float(bound), aggregate
         #: bags (rows of :meth:`taps`) per point: one per plane for "concat", else one for all three planes
         self.bags_per_point = 3 if aggregate == "concat" else 1
-        dev, dt = planes.device, planes.dtype
+        # index maths in at least float32: table rows must be exact integers (< 2^24)
+        dev, dt = planes.device, torch.promote_types(planes.dtype, torch.float32)
+        self._coord_dtype = dt
         # Homogeneous (x, y, z, 1) @ _to_texels = grid_sample's texel coordinates (and the 1).
         to_texels = torch.eye(4, dtype=dt) * (0.5 * n / float(bound))
         to_texels[3] = torch.tensor([0.5 * (n - 1)] * 3 + [1.0], dtype=dt)
@@ -125,19 +128,20 @@ class TriplaneTable:
         n, q = self.size, points.shape[0]
         # Homogeneous coordinates (x, y, z, 1) let small exact matrix products do the affine maps and
         # spread per-axis values to the 12 (plane, tap) columns, so every op is on contiguous arrays.
-        x = torch.ones(q, 4, dtype=self.table.dtype, device=self.table.device)
+        x = torch.ones(q, 4, dtype=self._coord_dtype, device=self.table.device)
         x[:, :3] = points
         # grid_sample's unnormalisation (align_corners=False): texel centres at integer coordinates.
         x = torch.mm(x, self._to_texels)
         torch.nan_to_num_(x, nan=-1.0).clamp_(-1.0, float(n))  # from here on every tap reads zero; 1 stays 1
         x0 = torch.floor(x)
-        idx = torch.mm(x0, self._tap_rows).int()  # (Q, 12) rows; exact: integers < 2^24
+        idx = torch.mm(x0, self._tap_rows).to(self._index_dtype)  # (Q, 12) rows; exact: integers < 2^24
         lower = x0.sub_(x).add_(1.0)  # (1 - f_x, 1 - f_y, 1 - f_z, 1): weights of the lower texels
         weights = torch.mm(lower, self._u_weights).mul_(torch.mm(lower, self._v_weights))
         if self.aggregate == "mean":
             weights *= 1.0 / 3.0
+        weights = weights.to(self.table.dtype)
         if not self.shared:
-            idx += (batch_index[:, None] * (3 * self.side * self.side)).int()
+            idx += (batch_index[:, None] * (3 * self.side * self.side)).to(self._index_dtype)
         if self.aggregate == "concat":  # one bag of 4 taps per plane
             return idx.view(q * 3, 4), weights.view(q * 3, 4)
         return idx, weights
