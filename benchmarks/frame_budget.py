@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_render import cached_triplane, release_config  # noqa: E402
 
 from rdiff import RenderDiffusion  # noqa: E402
-from rdiff.decoder import _fold_biases  # noqa: E402
+from rdiff.decoder import feature_major_layers  # noqa: E402
 from rdiff.scene import Scene  # noqa: E402
 from rdiff.triplane import TriplaneTable  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     table = TriplaneTable(planes[None], cfg.scene_bound, cfg.triplane_aggregate)
     taps = [table.taps(c.reshape(-1, 3)) for c in calls]
-    layers, w_out, _ = _fold_biases(model.field.decoder, planes.dtype)
+    layers, w_out, _ = feature_major_layers(model.field.decoder, planes.dtype)
     widths = [w.shape[0] for w, _ in layers]
     chunks = [(i, min(i + args.chunk, c.shape[1])) for c in calls for i in range(0, c.shape[1], args.chunk)]
     feats = torch.randn(args.chunk, table.out_features)

@@ -60,7 +60,7 @@ class TriplaneField(nn.Module):
         dtype, dev = table.table.dtype, planes.device
         # Feature-major layout: activations are (width, points), so biases and SiLU run along contiguous
         # rows and the 4-wide output layer is one wide product instead of a skinny one.
-        layers, w_out, b_out = _fold_biases(dec, dtype)
+        layers, w_out, b_out = feature_major_layers(dec, dtype)
         bufs = [torch.empty(w.shape[0] * chunk, dtype=dtype, device=dev) for w, _ in layers]
 
         def field(points: Tensor) -> tuple[Tensor, Tensor]:
@@ -90,7 +90,10 @@ class TriplaneField(nn.Module):
         return field
 
 
-def _fold_biases(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[tuple[Tensor, Tensor | None]], Tensor, Tensor | None]:
+FeatureMajorLayer = tuple[Tensor, "Tensor | None"]  # (weight (out, in), bias (out, 1) or None)
+
+
+def feature_major_layers(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[FeatureMajorLayer], Tensor, Tensor | None]:
     """The decoder's layers as feature-major ``(weight, bias or None)`` pairs, most biases folded away.
 
     The first hidden layer gets one extra output row whose pre-activation is the constant ``c``; after
@@ -113,7 +116,7 @@ def _fold_biases(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[tuple[T
     (w1, b1), rest = hidden[0], hidden[1:]
     first_w = torch.cat([w1, torch.zeros(1, w1.shape[1], dtype=torch.float64)])
     first_b = torch.cat([b1, c[None]])
-    layers: list[tuple[Tensor, Tensor | None]] = [(first_w, first_b[:, None])]
+    layers: list[FeatureMajorLayer] = [(first_w, first_b[:, None])]
     for w, b in rest:
         folded = torch.zeros(w.shape[0] + 1, w.shape[1] + 1, dtype=torch.float64)
         folded[:-1, :-1], folded[:-1, -1], folded[-1, -1] = w, b / s, c / s

@@ -175,7 +175,8 @@ class VolumeRenderer(nn.Module):
         ray_chunk = max(1, ray_chunk // b)  # rays per chunk summed over the batch
         for i in range(0, r_hit, ray_chunk):
             sl = slice(i, i + ray_chunk)
-            outs.append(self._render_chunk_inference(field, o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl], bg))
+            rays = o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl]
+            outs.append(self._render_chunk_inference(field, *rays, bg))
         rgb.scatter_(1, pick3, torch.cat([o[0] for o in outs], 1))
         depth.scatter_(1, order, torch.cat([o[1] for o in outs], 1))
         opacity.scatter_(1, order, torch.cat([o[2] for o in outs], 1))
@@ -198,22 +199,13 @@ class VolumeRenderer(nn.Module):
         dens_c, rgb_c = self._query(field, origins, dirs, t_c)
         t_all, dens, rgb = t_c, dens_c, rgb_c
         if self.fine_samples > 0:
-            with torch.no_grad():
-                _, _, _, w_c = composite(dens_c.detach(), rgb_c.detach(), t_c, far)
-                mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
-                bins = torch.cat([near[..., None], mids, far[..., None]], -1)
-                t_f = sample_pdf(bins, w_c, self.fine_samples, perturb, generator).detach()
+            t_f = self._importance_samples(t_c, dens_c, near, far, perturb, generator)
             dens_f, rgb_f = self._query(field, origins, dirs, t_f)
             t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
             dens = torch.cat([dens_c, dens_f], -1).gather(-1, order)
             rgb = torch.cat([rgb_c, rgb_f], -2).gather(-2, order[..., None].expand(*order.shape, 3))
         color, depth, opacity, _ = composite(dens, rgb, t_all, far)
-        hitf = hit.to(color.dtype)
-        opacity = opacity * hitf
-        color = color * hitf[..., None]
-        color = color + (1.0 - opacity[..., None]) * bg
-        depth = torch.where(hit, depth, far)
-        return color, depth, opacity
+        return self._over_background(color, depth, opacity, hit, far, bg)
 
     def _render_chunk_inference(
         self, field: FieldFn, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, hit: Tensor, bg: Tensor
@@ -227,10 +219,7 @@ class VolumeRenderer(nn.Module):
         t_c = stratified_samples(near, far, self.coarse_samples, False)  # (B,R,Sc)
         dens_c, rgb_c = self._query(field, origins, dirs, t_c)
         if self.fine_samples > 0:
-            w_c = ray_weights(dens_c, t_c, far)
-            mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
-            bins = torch.cat([near[..., None], mids, far[..., None]], -1)
-            t_f = sample_pdf(bins, w_c, self.fine_samples, False)
+            t_f = self._importance_samples(t_c, dens_c, near, far)
             dens_f, rgb_f = self._query(field, origins, dirs, t_f)
             t_all, order = torch.sort(torch.cat([t_c, t_f], -1), -1)
             weights = ray_weights(torch.cat([dens_c, dens_f], -1).gather(-1, order), t_all, far)
@@ -242,11 +231,28 @@ class VolumeRenderer(nn.Module):
         opacity = weights.sum(-1)
         depth = (weights * t_all).sum(-1) / opacity.clamp_min(1e-6)
         color = sum((rgb.movedim(-1, 0) * w).sum(-1) for w, rgb in parts).movedim(0, -1)  # (B,R,3)
+        return self._over_background(color, depth, opacity, hit, far, bg)
+
+    def _importance_samples(
+        self, t_c: Tensor, dens_c: Tensor, near: Tensor, far: Tensor, perturb: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Fine-pass distances drawn from the coarse pass's weights (no gradient flows through them)."""
+        with torch.no_grad():
+            w_c = ray_weights(dens_c.detach(), t_c, far)
+            mids = 0.5 * (t_c[..., 1:] + t_c[..., :-1])
+            bins = torch.cat([near[..., None], mids, far[..., None]], -1)
+            return sample_pdf(bins, w_c, self.fine_samples, perturb, generator)
+
+    @staticmethod
+    def _over_background(
+        color: Tensor, depth: Tensor, opacity: Tensor, hit: Tensor, far: Tensor, bg: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Composite over the background; rays that miss the box get only the background (depth ``far``)."""
         hitf = hit.to(color.dtype)
         opacity = opacity * hitf
         color = color * hitf[..., None] + (1.0 - opacity[..., None]) * bg
-        depth = torch.where(hit, depth, far)
-        return color, depth, opacity
+        return color, torch.where(hit, depth, far), opacity
 
     @staticmethod
     def _query(field: FieldFn, origins: Tensor, dirs: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
