@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,8 +54,9 @@ class TriplaneField(nn.Module):
 
         Same maths as :meth:`forward` (equal up to float rounding), but the planes are laid out once as a
         :class:`~rdiff.triplane.TriplaneTable` and points go through the MLP ``chunk`` at a time, in
-        reused cache-sized buffers with in-place activations. Call it with gradients disabled. The
-        decoder weights are captured when the callable is made: build a new one after changing them.
+        reused cache-sized buffers with in-place activations (one set per calling thread, so several
+        threads may render through one field at once). Call it with gradients disabled. The decoder
+        weights are captured when the callable is made: build a new one after changing them.
         """
         table = TriplaneTable(planes, self.bound, self.aggregate)
         dec = self.decoder
@@ -61,7 +64,12 @@ class TriplaneField(nn.Module):
         # Feature-major layout: activations are (width, points), so biases and SiLU run along contiguous
         # rows and the 4-wide output layer is one wide product instead of a skinny one.
         layers, w_out, b_out = feature_major_layers(dec, dtype)
-        bufs = [torch.empty(w.shape[0] * chunk, dtype=dtype, device=dev) for w, _ in layers]
+        per_thread = threading.local()
+
+        def buffers() -> list[Tensor]:
+            if not hasattr(per_thread, "bufs"):
+                per_thread.bufs = [torch.empty(w.shape[0] * chunk, dtype=dtype, device=dev) for w, _ in layers]
+            return per_thread.bufs
 
         def field(points: Tensor) -> tuple[Tensor, Tensor]:
             if torch.is_grad_enabled():
@@ -74,6 +82,7 @@ class TriplaneField(nn.Module):
             idx, weights = table.taps(points.reshape(total, 3), bidx)  # all points at once: few, large ops
             k = table.bags_per_point
             raw = torch.empty(4, total, dtype=dtype, device=dev)
+            bufs = buffers()
             for i in range(0, total, chunk):
                 j = min(i + chunk, total)
                 h = table.gather(idx[i * k : j * k], weights[i * k : j * k]).view(j - i, -1).t()

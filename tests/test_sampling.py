@@ -274,3 +274,25 @@ def test_scene_survives_copy_and_pickle_after_rendering(tiny_model):
     first = scene.render(cams)[0].rgb  # prepares and caches the lookup table
     for clone in (copy.deepcopy(scene), pickle.loads(pickle.dumps(scene))):
         assert np.array_equal(clone.render(cams)[0].rgb, first)
+
+
+def test_one_scene_renders_correctly_from_several_threads_at_once():
+    """The app re-renders a session's cached Scene from worker threads: concurrent renders must not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    model = RenderDiffusion(tiny_config(decoder_layers=2, coarse_samples=24, fine_samples=24)).eval()
+    planes = torch.randn(3, 8, 16, 16, generator=torch.Generator().manual_seed(4)) * 2.0
+    scene = Scene(model, planes, orbit_cameras(30.0, 25.0, 3.0, 0.8))
+    views = [(az, 20.0) for az in (0.0, 90.0, 180.0, 270.0)]
+    expected = [scene.view(az, el, size=40).rgb for az, el in views]
+    assert all(np.abs(expected[0].astype(int) - e.astype(int)).max() > 8 for e in expected[1:])  # distinct images
+
+    def render(i: int) -> np.ndarray:
+        az, el = views[i % len(views)]
+        return scene.view(az, el, size=40).rgb
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(render, range(32)))
+    for i, rgb in enumerate(got):
+        assert np.array_equal(rgb, expected[i % len(views)]), f"render {i} differs from its sequential render"
