@@ -58,6 +58,19 @@ def alternate(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]
     return out
 
 
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+    return _median_ms(alternate({"fn": fn}, repeats)["fn"])
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    """Write a benchmark report as JSON (creating the folder) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
 def release_config(**overrides) -> RenderDiffusionConfig:
     cfg = load_train_config(ROOT / "configs" / "clevr1.toml").model.to_dict()
     cfg.update(overrides)
@@ -264,10 +277,7 @@ def main(argv=None) -> int:
         print(f"{th:>3}  {name:<40} {fmt(a, '10.1f'):>10} {fmt(b, '10.1f'):>10} {fmt(s, '8.2f'):>9} {fmt(d, 'd'):>11}")
     print("\ntargets:", json.dumps(report["targets"]))
     print("scenes:", json.dumps(report["scenes"]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, args.out)
     return 0
 
 

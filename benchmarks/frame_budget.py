@@ -20,9 +20,7 @@ compositing and the lookup's index maths. Writes ``benchmarks/results/frame_budg
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,22 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_render import cached_triplane, release_config  # noqa: E402
+from bench_render import cached_triplane, median_ms, release_config, write_report  # noqa: E402
 
 from rdiff import RenderDiffusion  # noqa: E402
 from rdiff.decoder import feature_major_layers  # noqa: E402
 from rdiff.scene import Scene  # noqa: E402
 from rdiff.triplane import TriplaneTable  # noqa: E402
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -93,7 +81,7 @@ def main(argv=None) -> int:
     widths = [w.shape[0] for w, _ in layers]
     chunks = [(i, min(i + args.chunk, c.shape[1])) for c in calls for i in range(0, c.shape[1], args.chunk)]
     feats = torch.randn(args.chunk, table.out_features)
-    acts = [torch.randn(w, args.chunk) for w in widths]
+    acts = [torch.randn(w * args.chunk) for w in widths]  # flat, viewed per chunk as in the inference field
 
     def gather():
         for idx, w in taps:
@@ -104,7 +92,7 @@ def main(argv=None) -> int:
         for i, j in chunks:
             h = feats[: j - i].t()
             for (w, bias), a in zip(layers, acts):
-                h = torch.mm(w, h, out=a[:, : j - i].contiguous())
+                h = torch.mm(w, h, out=a[: w.shape[0] * (j - i)].view(w.shape[0], j - i))
                 if activate:
                     h = F.silu(h if bias is None else h.add_(bias), inplace=True)
             torch.mm(w_out, h)
@@ -140,10 +128,7 @@ def main(argv=None) -> int:
                "rest_ms": round(frame_ms - floor, 1)}
         report["runs"][f"threads={th}"] = row
         print(f"threads={th}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, args.out)
     return 0
 
 
