@@ -99,7 +99,7 @@ class TriplaneField(nn.Module):
         return field
 
 
-FeatureMajorLayer = tuple[Tensor, "Tensor | None"]  # (weight (out, in), bias (out, 1) or None)
+FeatureMajorLayer = tuple[Tensor, Tensor | None]  # (weight (out, in), bias (out, 1) or None)
 
 
 def feature_major_layers(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[FeatureMajorLayer], Tensor, Tensor | None]:

@@ -6,6 +6,7 @@ import torch
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
+from rdiff.decoder import TriplaneField
 from rdiff.renderer import VolumeRenderer, composite, ray_box_intersection, sample_pdf, stratified_samples
 from rdiff.triplane import TriplaneTable, sample_triplane
 from conftest import tiny_config
@@ -143,8 +144,6 @@ def test_inference_path_without_importance_samples_agrees():
 @pytest.mark.parametrize("aggregate", ["sum", "mean", "concat"])
 def test_inference_field_matches_the_decoder_module(layers, aggregate):
     """The inference field (lookup table, feature-major MLP with folded biases) computes the module's maths."""
-    from rdiff.decoder import TriplaneField
-
     torch.manual_seed(layers)
     field = TriplaneField(6, aggregate, 1.0, hidden=24, layers=layers, density_bias=-0.5)
     with torch.no_grad():
