@@ -17,6 +17,8 @@ from rdiff.data import (
 )
 from rdiff.data import clevr1
 from rdiff.data.clevr1 import BACKGROUND, Clevr1Scene, generate_clevr1, render_view, sample_camera, sample_scene
+from rdiff.data.splits import object_split
+from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW
 
 # --------------------------------------------------------------------------------------------------
 # transforms.json
@@ -175,7 +177,7 @@ def test_clevr1_determinism_and_split(tmp_path):
     generate_clevr1(tmp_path / "b", seed=3, **kw)
     generate_clevr1(tmp_path / "c", seed=4, **kw)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 5 * 2 + 3  # pngs + 2 transforms.json + scenes.json
+    assert len(files) == 2 * 5 * 2 + 3  # image + mask pngs, 2 transforms.json, scenes.json
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     train = load_transforms(tmp_path / "a" / "train")
@@ -185,7 +187,7 @@ def test_clevr1_determinism_and_split(tmp_path):
     tr, te = group_by_scene(train), group_by_scene(test)
     assert len(tr) == 3 and len(te) == 2 and not set(tr) & set(te)
     assert all(len(v) == 2 for v in list(tr.values()) + list(te.values()))
-    assert all(s.startswith("scene_") for s in list(tr) + list(te))
+    assert all(s.startswith("train_") for s in tr) and all(s.startswith("test_") for s in te)
     for f in train + test:
         assert 0 <= f.image.min() and f.image.max() <= 1
         assert math.radians(40) - 1e-6 <= f.fov_x <= math.radians(50) + 1e-6
@@ -193,6 +195,61 @@ def test_clevr1_determinism_and_split(tmp_path):
         assert 2.7 - 1e-4 <= r <= 3.3 + 1e-4
         # the camera looks at the origin: -Z axis points from the eye to the origin
         assert np.allclose(-f.c2w[:3, 2], -f.c2w[:3, 3] / r, atol=1e-4)
+
+
+def test_clevr1_test_scenes_stay_held_out_whatever_the_count(tmp_path):
+    """A small dataset's test scenes are never train scenes of a larger one (issue: split leak)."""
+    kw = dict(views=1, size=8, test_fraction=0.25, progress=False, supersample=1, shadow_samples=1, seed=0)
+    small = generate_clevr1(tmp_path / "small", scenes=8, **kw)
+    large = generate_clevr1(tmp_path / "large", scenes=40, **kw)
+    key = lambda s: (s["shape"], s["colour"], s["material"], s["size"], round(s["yaw"], 6))  # noqa: E731
+    small_test = {key(s) for s in small["scenes"] if s["split"] == "test"}
+    large_train = {key(s) for s in large["scenes"] if s["split"] == "train"}
+    large_test = {key(s) for s in large["scenes"] if s["split"] == "test"}
+    assert small_test and not small_test & large_train
+    assert small_test <= large_test
+    # the images agree too, not only the attributes
+    a = load_transforms(tmp_path / "small" / "test")[0].image
+    b = load_transforms(tmp_path / "large" / "test")[0].image
+    np.testing.assert_array_equal(a, b)
+
+
+def test_object_split_depends_on_the_object_only():
+    names = [f"model_{i}" for i in range(400)]
+    splits = {n: object_split(n, 0, 0.2) for n in names}
+    assert 40 < sum(v == "test" for v in splits.values()) < 120
+    assert all(object_split(n, 0, 0.2) == splits[n] for n in reversed(names))
+    assert any(object_split(n, 1, 0.2) != splits[n] for n in names)
+
+
+def test_clevr1_masks_match_the_rendered_object_and_shadow():
+    scene = Clevr1Scene.make("cube", "red", "rubber", "large")
+    cams = orbit_cameras(30.0, 40.0, 3.0, math.radians(45))
+    img, mask = render_view(scene, cams.c2w[0], math.radians(45), 32, 0, with_mask=True)
+    assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, MASK_SHADOW, MASK_OBJECT}
+    obj, shadow = mask == MASK_OBJECT, mask == MASK_SHADOW
+    assert obj[16, 16] and 0.05 < obj.mean() < 0.5 and shadow.any()
+    red = (img[..., 0] - img[..., 1:].max(-1)) > 0.15
+    assert (red & obj).sum() / red.sum() > 0.95  # red pixels are object pixels
+    # shadow pixels are darker than the unshadowed ground at the image's border
+    ground = ~(mask > 0)
+    assert img[shadow].mean() < img[ground].mean() - 0.05
+    same = render_view(scene, cams.c2w[0], math.radians(45), 32, 0)
+    np.testing.assert_array_equal(img, same)  # asking for a mask does not change the image
+
+
+def test_masks_round_trip_and_resize(tmp_path):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = MASK_SHADOW
+    mask[6:10, 6:10] = MASK_OBJECT
+    frame = PosedImage(np.full((16, 16, 3), 0.5, np.float32), np.eye(4, dtype=np.float32), 0.8, "s", "", mask=mask)
+    write_transforms(tmp_path, [frame])
+    back = load_transforms(tmp_path)[0]
+    np.testing.assert_array_equal(back.mask, mask)
+    small = load_transforms(tmp_path, size=8)[0]
+    assert small.mask.shape == (8, 8)
+    assert small.object_mask[3:5, 3:5].all() and small.object_mask.sum() == 4
+    assert small.foreground_mask.sum() == 16
 
 
 def test_render_view_same_seed_same_image():

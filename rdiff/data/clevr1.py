@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from rdiff.cameras import Cameras, orbit_cameras
-from rdiff.data.transforms_json import PosedImage, write_transforms
+from rdiff.data.splits import scene_name, scene_rng, scene_seed, split_counts
+from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW, PosedImage, write_transforms
 
 # ---------------------------------------------------------------------------------------------------
 # Scene constants
@@ -275,12 +276,15 @@ def _light_basis(light: AreaLight) -> tuple[np.ndarray, np.ndarray]:
     return u.astype(np.float32), v.astype(np.float32)
 
 
-def _ground_irradiance(scene: Clevr1Scene, P: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
-    """Irradiance ``(M,)`` at ground points: ambient + area lights with soft object shadows."""
+def _ground_irradiance(
+    scene: Clevr1Scene, P: np.ndarray, rng: np.random.Generator, samples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Irradiance ``(M,)`` at ground points with soft object shadows, and the same without the object."""
     m = P.shape[0]
     irr = np.full(m, AMBIENT, np.float32)
+    free = irr.copy()
     if m == 0:
-        return irr
+        return irr, free
     C = scene.centre
     rb = _F(scene.bounding_radius)
     for light in LIGHTS:
@@ -311,7 +315,8 @@ def _ground_irradiance(scene: Clevr1Scene, P: np.ndarray, rng: np.random.Generat
             contrib = contrib.copy()
             contrib[cand] = np.mean(vis * np.maximum(ld[..., 2], 0), axis=1)
         irr += _F(light.intensity) * contrib
-    return irr
+        free += _F(light.intensity) * unshadowed
+    return irr, free
 
 
 def _environment(d: np.ndarray) -> np.ndarray:
@@ -350,27 +355,38 @@ def _shade_object(
     g = np.isfinite(tg)
     if g.any():
         Pg = Po[g] + tg[g][:, None] * R[g]
-        refl[g] = _F(_lin(GROUND_GREY)) * _ground_irradiance(scene, Pg, rng, max(2, samples // 4))[:, None]
+        refl[g] = _F(_lin(GROUND_GREY)) * _ground_irradiance(scene, Pg, rng, max(2, samples // 4))[0][:, None]
     # Schlick Fresnel with the colour as reflectance at normal incidence.
     cos_v = np.clip(np.einsum("ij,ij->i", n, V), 0, 1)[:, None]
     fresnel = albedo[None] + (1.0 - albedo[None]) * (1.0 - cos_v) ** 5
     return 0.06 * albedo[None] * diffuse[:, None] + fresnel * refl + (spec_w * spec)[:, None] * fresnel
 
 
-def _trace(scene: Clevr1Scene, o: np.ndarray, d: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
-    """Linear radiance ``(N, 3)`` of primary rays."""
+#: A ground point counts as shadowed (mask label MASK_SHADOW) where the object removes at least this
+#: fraction of its irradiance.
+SHADOW_THRESHOLD = 0.04
+
+
+def _trace(
+    scene: Clevr1Scene, o: np.ndarray, d: np.ndarray, rng: np.random.Generator, samples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear radiance ``(N, 3)`` of primary rays and their labels ``(N,)``: 2 object, 1 shadow, 0 other."""
     t_obj, n_obj = _hit_object(scene, o, d)
     t_gnd = _hit_ground(o, d)
     out = np.broadcast_to(_lin(BACKGROUND), o.shape).copy()
+    labels = np.zeros(o.shape[0], np.uint8)
     obj = np.isfinite(t_obj) & (t_obj <= t_gnd)
     gnd = np.isfinite(t_gnd) & ~obj
     if gnd.any():
         Pg = o[gnd] + t_gnd[gnd][:, None] * d[gnd]
-        out[gnd] = _F(_lin(GROUND_GREY)) * _ground_irradiance(scene, Pg, rng, samples)[:, None]
+        irr, free = _ground_irradiance(scene, Pg, rng, samples)
+        out[gnd] = _F(_lin(GROUND_GREY)) * irr[:, None]
+        labels[gnd] = (irr < free * _F(1.0 - SHADOW_THRESHOLD)).astype(np.uint8)
     if obj.any():
         Po = o[obj] + t_obj[obj][:, None] * d[obj]
         out[obj] = _shade_object(scene, Po, n_obj[obj], d[obj], rng, samples)
-    return out
+        labels[obj] = 2
+    return out, labels
 
 
 def render_view(
@@ -381,8 +397,9 @@ def render_view(
     rng_or_seed: np.random.Generator | int = 0,
     supersample: int = 4,
     shadow_samples: int = 8,
-) -> np.ndarray:
-    """Render one view: ``(size, size, 3)`` float32 display RGB in [0, 1].
+    with_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Render one view: ``(size, size, 3)`` float32 display RGB in [0, 1] (and its label mask).
 
     Args:
         scene: the scene.
@@ -392,6 +409,8 @@ def render_view(
         rng_or_seed: randomness for the soft-shadow light samples (a Generator or an int seed).
         supersample: rays per pixel along each axis (box-filtered down).
         shadow_samples: jittered shadow rays per light per ray.
+        with_mask: also return the ``(size, size)`` uint8 label mask (``MASK_OBJECT`` where at least half
+            of a pixel's rays hit the object, else ``MASK_SHADOW`` where at least half hit object or shadow).
     """
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
     ss = max(1, int(supersample))
@@ -401,31 +420,20 @@ def render_view(
     o, d = cams.pixel_rays(res, res)
     o = o[0].reshape(-1, 3).numpy().astype(np.float32)
     d = d[0].reshape(-1, 3).numpy().astype(np.float32)
-    lin = np.clip(_trace(scene, o, d, rng, int(shadow_samples)), 0, 1)
-    lin = lin.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
-    return np.clip(np.power(lin, _F(1.0 / GAMMA)), 0, 1).astype(np.float32)
+    lin, labels = _trace(scene, o, d, rng, int(shadow_samples))
+    lin = np.clip(lin, 0, 1).reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
+    image = np.clip(np.power(lin, _F(1.0 / GAMMA)), 0, 1).astype(np.float32)
+    if not with_mask:
+        return image
+    labels = labels.reshape(size, ss, size, ss)
+    obj = (labels == 2).mean(axis=(1, 3)) >= 0.5
+    fg = (labels >= 1).mean(axis=(1, 3)) >= 0.5
+    mask = np.where(obj, MASK_OBJECT, np.where(fg, MASK_SHADOW, 0)).astype(np.uint8)
+    return image, mask
 
 
 # ---------------------------------------------------------------------------------------------------
 # Dataset generation
-
-
-def split_scenes(scenes: int, seed: int, test_fraction: float) -> tuple[list[int], list[int]]:
-    """Deterministic split of scene ids into (train, test); at least one train scene."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    n_test = int(round(scenes * test_fraction))
-    if test_fraction > 0 and scenes > 1:
-        n_test = max(n_test, 1)
-    n_test = min(n_test, max(scenes - 1, 0))
-    perm = np.random.default_rng([seed, 1_000_003]).permutation(scenes)
-    test = sorted(int(i) for i in perm[:n_test])
-    test_set = set(test)
-    return [i for i in range(scenes) if i not in test_set], test
-
-
-def scene_name(index: int) -> str:
-    return f"scene_{index:05d}"
 
 
 def generate_clevr1(
@@ -441,8 +449,9 @@ def generate_clevr1(
 ) -> dict:
     """Render a CLEVR1 dataset to ``out_dir/{train,test}/transforms.json`` (+ ``out_dir/scenes.json``).
 
-    Scene ``i`` and its cameras depend only on ``(seed, i)``; the split is by scene and deterministic;
-    the same arguments give byte-identical files. The test folder is skipped when the test split is empty.
+    Train scene ``i`` and test scene ``j`` come from separate random streams (:mod:`rdiff.data.splits`), so a
+    smaller dataset's test scenes are never train scenes of a larger one; the same arguments give
+    byte-identical files. Every view gets an object / shadow mask. The test folder is skipped when the test split is empty.
     Returns a summary dict (the content of ``scenes.json``).
     """
     from tqdm import tqdm
@@ -452,28 +461,30 @@ def generate_clevr1(
     if seed < 0:
         raise ValueError("seed must be >= 0")
     out_dir = Path(out_dir)
-    train_ids, test_ids = split_scenes(scenes, seed, test_fraction)
+    n_train, n_test = split_counts(scenes, test_fraction)
     bar = tqdm(total=scenes * views, disable=not progress, desc="clevr1", unit="view")
-    meta: dict[int, dict] = {}
+    meta: list[dict] = []
 
-    def frames(ids: Sequence[int], split: str) -> Iterator[PosedImage]:
-        for i in ids:
-            srng = np.random.default_rng([seed, i])
+    def frames(count: int, split: str) -> Iterator[PosedImage]:
+        for i in range(count):
+            srng = scene_rng(seed, split, i)
             scene = sample_scene(srng)
-            meta[i] = {"scene": scene_name(i), "split": split, **scene.to_dict()}
+            name = scene_name(split, i)
+            meta.append({"scene": name, "split": split, **scene.to_dict()})
             for v in range(views):
                 c2w, fov = sample_camera(srng)
-                img = render_view(scene, c2w, fov, size, np.random.default_rng([seed, i, v]), supersample, shadow_samples)
+                img, mask = render_view(scene, c2w, fov, size, np.random.default_rng([*scene_seed(seed, split, i), v]),
+                                        supersample, shadow_samples, with_mask=True)
                 bar.update(1)
-                yield PosedImage(image=img, c2w=c2w, fov_x=fov, scene=scene_name(i), file_path="")
+                yield PosedImage(image=img, c2w=c2w, fov_x=fov, scene=name, file_path="", mask=mask)
 
     # The per-view torch work (pixel rays) is tiny: extra intra-op threads only add contention.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        write_transforms(out_dir / "train", frames(train_ids, "train"))
-        if test_ids:
-            write_transforms(out_dir / "test", frames(test_ids, "test"))
+        write_transforms(out_dir / "train", frames(n_train, "train"))
+        if n_test:
+            write_transforms(out_dir / "test", frames(n_test, "test"))
     finally:
         torch.set_num_threads(threads)
         bar.close()
@@ -483,7 +494,9 @@ def generate_clevr1(
         "size": size,
         "views": views,
         "background": list(BACKGROUND),
-        "scenes": [meta[i] for i in sorted(meta)],
+        "command": f"python -m rdiff data clevr1 --scenes {scenes} --views {views} --size {size} --seed {seed}"
+        f" --test-fraction {test_fraction} --supersample {supersample} --shadow-samples {shadow_samples}",
+        "scenes": meta,
     }
     (out_dir / "scenes.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -492,7 +505,7 @@ def generate_clevr1(
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder (gets train/ and test/)")
     parser.add_argument("--scenes", type=int, default=1000, help="number of scenes")
-    parser.add_argument("--views", type=int, default=20, help="views per scene")
+    parser.add_argument("--views", type=int, default=8, help="views per scene")
     parser.add_argument("--size", type=int, default=32, help="image width = height")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=0.1, help="fraction of scenes held out")

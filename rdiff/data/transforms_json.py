@@ -6,7 +6,12 @@ A dataset folder holds ``transforms.json``::
      "frames": [{"file_path": "images/00000.png",      # relative, ".png" optional
                  "transform_matrix": [[...4x4 c2w...]],  # OpenGL axes, camera looks down -Z
                  "scene": "scene_00012",                 # optional: groups views of one scene
+                 "mask_path": "masks/00000.png",         # optional: object / shadow label mask
                  "camera_angle_x": 0.8}, ...]}           # optional per-frame override
+
+Masks are 8-bit grey PNGs of the image's size: ``MASK_OBJECT`` (255) on the object, ``MASK_SHADOW`` (128)
+where the object changes the rest of the scene (its cast shadow, reflections), 0 elsewhere. The
+"foreground" of an image is object + shadow; evaluation scores whole frame, foreground and object.
 
 Images may be RGB, RGBA (composited onto a background colour), grayscale, palette or 16-bit PNGs.
 """
@@ -27,6 +32,10 @@ from PIL import Image
 from rdiff.cameras import Cameras
 
 TRANSFORMS_FILE = "transforms.json"
+#: Mask label of object pixels.
+MASK_OBJECT = 255
+#: Mask label of pixels the object changes without covering them (its shadow).
+MASK_SHADOW = 128
 
 
 @dataclass
@@ -39,6 +48,7 @@ class PosedImage:
         fov_x: horizontal field of view in radians.
         scene: id of the scene the view belongs to.
         file_path: image path as written in ``transforms.json`` (relative to the folder).
+        mask: optional ``(H, W)`` uint8 label mask (``MASK_OBJECT``, ``MASK_SHADOW`` or 0).
     """
 
     image: np.ndarray
@@ -46,6 +56,17 @@ class PosedImage:
     fov_x: float
     scene: str
     file_path: str
+    mask: np.ndarray | None = None
+
+    @property
+    def object_mask(self) -> np.ndarray | None:
+        """Boolean ``(H, W)``: object pixels (None without a mask)."""
+        return None if self.mask is None else self.mask >= MASK_OBJECT
+
+    @property
+    def foreground_mask(self) -> np.ndarray | None:
+        """Boolean ``(H, W)``: object or shadow pixels (None without a mask)."""
+        return None if self.mask is None else self.mask >= MASK_SHADOW
 
 
 # --------------------------------------------------------------------------------------------------
@@ -121,6 +142,22 @@ def load_image(path: str | os.PathLike, size: int | None = None, background=(1.0
     if size is not None:
         rgb = _resize(rgb, int(size))
     return rgb
+
+
+def load_mask(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """Load a label mask as ``(H, W)`` uint8 in {0, MASK_SHADOW, MASK_OBJECT}, optionally resized.
+
+    Resizing keeps a label where at least half of the covered area carries it (object before shadow).
+    """
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("L"))
+    labels = np.where(arr >= (MASK_OBJECT + MASK_SHADOW) // 2, MASK_OBJECT,
+                      np.where(arr >= MASK_SHADOW // 2, MASK_SHADOW, 0)).astype(np.uint8)
+    if size is None or labels.shape == (size, size):
+        return labels
+    obj = _resize(np.repeat((labels == MASK_OBJECT).astype(np.float32)[..., None], 3, -1), int(size))[..., 0]
+    fg = _resize(np.repeat((labels > 0).astype(np.float32)[..., None], 3, -1), int(size))[..., 0]
+    return np.where(obj >= 0.5, MASK_OBJECT, np.where(fg >= 0.5, MASK_SHADOW, 0)).astype(np.uint8)
 
 
 def _resolve_image(folder: Path, file_path: str) -> Path:
@@ -208,7 +245,10 @@ def load_transforms(
         file_path = str(fr["file_path"])
         image = load_image(_resolve_image(folder, file_path), size=size, background=background)
         scene = str(fr["scene"]) if "scene" in fr else Path(file_path).stem
-        out.append(PosedImage(image=image, c2w=c2w, fov_x=fov, scene=scene, file_path=file_path))
+        mask = load_mask(_resolve_image(folder, str(fr["mask_path"])), size=size) if "mask_path" in fr else None
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise ValueError(f"{where}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
+        out.append(PosedImage(image=image, c2w=c2w, fov_x=fov, scene=scene, file_path=file_path, mask=mask))
     return out
 
 
@@ -219,8 +259,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], image_dir: str = "images") -> Path:
+def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], image_dir: str = "images",
+                     mask_dir: str = "masks") -> Path:
     """Write frames as ``folder/image_dir/NNNNN.png`` plus ``folder/transforms.json``.
+
+    Frames with a ``mask`` also get ``folder/mask_dir/NNNNN.png`` and a ``mask_path`` entry.
 
     ``frames`` may be any iterable (a generator is consumed once, so frames can be rendered lazily).
     Top-level ``camera_angle_x`` is the first frame's fov; every frame also records its own
@@ -233,20 +276,29 @@ def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], im
     for i, fr in enumerate(frames):
         rel = f"{image_dir}/{i:05d}.png" if image_dir else f"{i:05d}.png"
         Image.fromarray(_to_uint8(fr.image), mode="RGB").save(folder / rel)
+        mask_rel = None
+        if fr.mask is not None:
+            mask = np.asarray(fr.mask, dtype=np.uint8)
+            if mask.shape != fr.image.shape[:2]:
+                raise ValueError(f"frame {i}: mask shape {mask.shape} differs from image shape {fr.image.shape[:2]}")
+            mask_rel = f"{mask_dir}/{i:05d}.png"
+            (folder / mask_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask, mode="L").save(folder / mask_rel)
         c2w = np.asarray(fr.c2w, dtype=np.float32)
         if c2w.shape != (4, 4):
             raise ValueError(f"frame {i}: c2w must be 4x4, got {c2w.shape}")
         fov = float(fr.fov_x)
         if top_fov is None:
             top_fov = fov
-        records.append(
-            {
-                "file_path": rel,
-                "transform_matrix": [[float(v) for v in row] for row in c2w],
-                "camera_angle_x": fov,
-                "scene": str(fr.scene),
-            }
-        )
+        record = {
+            "file_path": rel,
+            "transform_matrix": [[float(v) for v in row] for row in c2w],
+            "camera_angle_x": fov,
+            "scene": str(fr.scene),
+        }
+        if mask_rel is not None:
+            record["mask_path"] = mask_rel
+        records.append(record)
     if top_fov is None:
         raise ValueError("write_transforms needs at least one frame")
     json_path = folder / TRANSFORMS_FILE
