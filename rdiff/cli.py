@@ -123,8 +123,25 @@ def cmd_train(args) -> None:
 
     overrides = {"data": args.data, "out_dir": args.out_dir, "max_steps": args.max_steps,
                  "max_minutes": args.max_minutes, "threads": args.threads, "batch_size": args.batch_size}
+    overrides.update(parse_assignments(args.set or []))
     cfg = load_train_config(args.config, overrides)
     print(f"training -> {train(cfg)}")
+
+
+def parse_assignments(items: Sequence[str]) -> dict:
+    """``["key=value", ...]`` (values in TOML syntax, bare words as strings) -> dict of top-level overrides."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def cmd_eval(args) -> None:
@@ -179,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a top-level training setting, e.g. --set novel_view_weight=0.5 (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="novel-view PSNR/SSIM from single-view reconstructions")

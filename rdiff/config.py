@@ -106,6 +106,9 @@ class TrainConfig:
     # spends more of a small compute budget on the near-clean inputs that reconstruction uses.
     low_t_fraction: float = 0.0
     low_t_max: int = 100
+    # Unseen-view loss: also render the triplane inferred from the (noisy) input view from another view of
+    # the same scene and add that MSE with this weight. 0 = the paper's monocular supervision.
+    novel_view_weight: float = 0.0
     lr: float = 2e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0

@@ -23,6 +23,30 @@ def ssim(pred: np.ndarray, target: np.ndarray) -> float:
     )
 
 
+def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB over the pixels where ``mask (H, W)`` is true (all channels); NaN for an empty mask."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return float("nan")
+    diff = np.asarray(pred, np.float64)[mask] - np.asarray(target, np.float64)[mask]
+    mse = float(np.mean(diff**2))
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of the SSIM map (as :func:`ssim` computes it) over the pixels where ``mask`` is true; NaN if empty."""
+    from skimage.metrics import structural_similarity
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return float("nan")
+    h, w = pred.shape[:2]
+    win = min(7, h - (1 - h % 2), w - (1 - w % 2))
+    _, smap = structural_similarity(pred, target, channel_axis=-1, data_range=1.0, gaussian_weights=True,
+                                    win_size=win, use_sample_covariance=False, full=True)
+    return float(np.mean(smap[mask]))
+
+
 def load_lpips():
     """An LPIPS(alex) callable if the `lpips` package and its weights are available offline, else None."""
     try:

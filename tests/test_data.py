@@ -252,6 +252,22 @@ def test_masks_round_trip_and_resize(tmp_path):
     assert small.foreground_mask.sum() == 16
 
 
+def test_paired_dataset_gives_another_view_of_the_same_scene(tmp_path):
+    generate_clevr1(tmp_path, scenes=3, views=3, size=8, seed=0, test_fraction=0.0, progress=False,
+                    supersample=1, shadow_samples=1)
+    ds = PosedImageDataset(tmp_path / "train", paired=True)
+    seen = set()
+    for _ in range(20):
+        for i in range(len(ds)):
+            item = ds[i]
+            j = item["other_index"]
+            assert j != i and ds.scenes[j] == ds.scenes[i]
+            assert torch.equal(item["other_image"], ds.images[j]) and torch.equal(item["other_c2w"], ds.c2w[j])
+            seen.add((i, j))
+    assert len(seen) == len(ds) * 2  # every other view of the scene gets drawn
+    assert "other_image" not in PosedImageDataset(tmp_path / "train")[0]
+
+
 def test_render_view_same_seed_same_image():
     rng = np.random.default_rng(0)
     scene = sample_scene(rng)

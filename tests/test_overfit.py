@@ -65,3 +65,31 @@ def test_training_on_one_scene_improves_novel_views():
     after, after_input = _novel_view_psnr(model, images[:1], train_cams[0], held_out, truth)
     assert after_input > before_input + 8.0, (before_input, after_input)  # the input view itself
     assert after > before + 3.0, (before, after)  # views it was not asked to reconstruct
+
+
+@pytest.mark.slow
+def test_unseen_view_loss_teaches_the_views_monocular_training_never_sees():
+    """Trained from one input view only, the unseen-view loss must learn the other sides; monocular cannot."""
+    scene = Clevr1Scene.make("cube", "blue", "rubber", "large", yaw=0.3)
+    others = orbit_cameras([90.0, 180.0, 270.0], [30.0] * 3, [3.0] * 3, FOV)
+    source = orbit_cameras(0.0, 30.0, 3.0, FOV)
+    image = torch.from_numpy(np.stack(_render(scene, source, 0))).permute(0, 3, 1, 2) * 2 - 1
+    truth = _render(scene, others, 10)
+    other_images = torch.from_numpy(np.stack(truth)).permute(0, 3, 1, 2) * 2 - 1
+
+    def train(weight: float) -> float:
+        torch.manual_seed(0)
+        model = RenderDiffusion(tiny_config())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+        model.train()
+        for step in range(300):
+            k = step % 3
+            loss = diffusion_loss(model, image, source, rays_per_image=128,
+                                  other=(other_images[k:k + 1], others[k]), other_weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return _novel_view_psnr(model, image, source, others, truth)[0]
+
+    monocular, unseen = train(0.0), train(1.0)
+    assert unseen > monocular + 2.0, (monocular, unseen)

@@ -107,9 +107,12 @@ def test_config_file_round_trip_and_unknown_keys(tiny_dataset, tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_ddp_two_gloo_processes(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("novel_view_weight", [0.0, 0.5])
+def test_ddp_two_gloo_processes(tiny_dataset, tmp_path, novel_view_weight):
     out = tmp_path / "ddp"
-    cfg = _write_toml(_cfg(tiny_dataset, out, steps=4), tmp_path / "ddp.toml")
+    run_cfg = _cfg(tiny_dataset, out, steps=4)
+    run_cfg.novel_view_weight = novel_view_weight  # the unseen-view loss goes through the one DDP forward
+    cfg = _write_toml(run_cfg, tmp_path / "ddp.toml")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "rdiff", "train", "--config", str(cfg)]
@@ -121,15 +124,45 @@ def test_ddp_two_gloo_processes(tiny_dataset, tmp_path):
     RenderDiffusion.from_pretrained(str(out / "model"))
 
 
-def test_evaluate_reports_novel_view_metrics(tiny_dataset, tmp_path, tiny_model):
+def test_evaluate_reports_regions_baselines_and_azimuth_breakdown(tiny_dataset, tmp_path, tiny_model):
     result = evaluate(tiny_model, tiny_dataset / "test", t_rs=(0, 5), steps=2, progress=False)
     assert result.scenes == 1 and result.views == 2
-    assert set(result.metrics) == {"0", "5"}
+    assert set(result.metrics) == {"0", "5"} and set(result.baselines) == {"copy_input", "mean_image"}
+    for m in [*result.metrics.values(), *result.baselines.values()]:
+        for k in ("psnr", "fg_psnr", "obj_psnr"):
+            assert 0 < m[k] < 60, (k, m)
+        assert -1 <= m["ssim"] <= 1 and -1 <= m["obj_ssim"] <= 1
     for m in result.metrics.values():
-        assert 0 < m["psnr"] < 60 and -1 <= m["ssim"] <= 1
-    assert "psnr" in result.table() and "ssim" in result.table()
+        assert 0 <= m["beats_copy_obj"] <= 1 and m["input_psnr"] > 0
+    assert sum(b["views"] for b in result.by_azimuth["copy_input"].values()) == result.views
+    table = result.table()
+    assert "copy-input" in table and "obj_psnr" in table and "135-180" in table
     data = json.loads(save_result(result, tmp_path / "m.json").read_text())
     assert data["metrics"]["0"]["psnr"] == pytest.approx(result.metrics["0"]["psnr"])
+    again = evaluate(tiny_model, tiny_dataset / "test", t_rs=(0, 5), steps=2, progress=False)
+    assert again.metrics == result.metrics  # deterministic by seed
+
+
+def test_evaluate_baselines_score_what_they_predict(tmp_path, tiny_model):
+    """Copy-input is exact when a scene's views are identical; region metrics use the target's mask."""
+    from rdiff.data import PosedImage, write_transforms
+    from rdiff.evaluation import score_view
+
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    img[4:12, 4:12] = (0.9, 0.1, 0.1)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    c2w = np.eye(4, dtype=np.float32)
+    c2w[2, 3] = 3.0
+    write_transforms(tmp_path, [PosedImage(img, c2w, 0.8, "s", "", mask=mask) for _ in range(3)])
+    result = evaluate(tiny_model, tmp_path, progress=False)
+    assert result.baselines["copy_input"]["obj_psnr"] == float("inf")
+    pred = img.copy()
+    pred[0, 0] = 0.0  # an error outside the object leaves the object score perfect
+    sc = score_view(pred, img, mask)
+    assert sc["obj_psnr"] == float("inf") and sc["fg_psnr"] == float("inf") and sc["psnr"] < 40
+    pred[8, 8] = 0.0
+    assert score_view(pred, img, mask)["obj_psnr"] < score_view(pred, img, None)["psnr"]
 
 
 def test_evaluate_needs_multi_view_scenes(tiny_model, tmp_path):

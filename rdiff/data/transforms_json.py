@@ -337,9 +337,13 @@ class PosedImageDataset(torch.utils.data.Dataset):
 
     Items are dicts: ``image`` ``(3, H, W)`` float32 in [-1, 1], ``c2w`` ``(4, 4)``,
     ``fov_x`` scalar tensor, ``index`` int. ``scenes[index]`` gives the scene id of an item.
+    With ``paired=True`` every item also carries another view of the same scene, drawn at random each
+    time (``other_image``, ``other_c2w``, ``other_fov_x``, ``other_index``; the item's own view when its
+    scene has only one), for training with an unseen-view loss.
     """
 
-    def __init__(self, folder: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)):
+    def __init__(self, folder: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0),
+                 paired: bool = False):
         self.folder = Path(folder)
         self.frames = load_transforms(folder, size=size, background=background)
         if not self.frames:
@@ -349,14 +353,28 @@ class PosedImageDataset(torch.utils.data.Dataset):
         self.c2w = cams.c2w
         self.fov_x = cams.fov_x
         self.scenes = [f.scene for f in self.frames]
+        self.paired = paired
+        members: dict[str, list[int]] = {}
+        for i, scene in enumerate(self.scenes):
+            members.setdefault(scene, []).append(i)
+        self._views_of = [members[scene] for scene in self.scenes]
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    def other_view(self, index: int, generator: torch.Generator | None = None) -> int:
+        """A random view of ``index``'s scene other than ``index`` itself (itself if it is the only one)."""
+        views = self._views_of[index]
+        if len(views) == 1:
+            return index
+        pick = int(torch.randint(len(views) - 1, (), generator=generator))
+        others = [v for v in views if v != index]
+        return others[pick]
+
     def __getitem__(self, index: int) -> dict:
         index = int(index)
-        return {"image": self.images[index], "c2w": self.c2w[index], "fov_x": self.fov_x[index], "index": index}
-
-    def cameras(self) -> Cameras:
-        """All cameras of the dataset as one batch."""
-        return Cameras(self.c2w, self.fov_x)
+        item = {"image": self.images[index], "c2w": self.c2w[index], "fov_x": self.fov_x[index], "index": index}
+        if self.paired:
+            j = self.other_view(index)
+            item.update(other_image=self.images[j], other_c2w=self.c2w[j], other_fov_x=self.fov_x[j], other_index=j)
+        return item

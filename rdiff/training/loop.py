@@ -59,20 +59,36 @@ def sample_timesteps(batch: int, timesteps: int, low_fraction: float = 0.0, low_
 
 
 def diffusion_loss(
-    model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int, t: Tensor | None = None
+    model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int, t: Tensor | None = None,
+    other: tuple[Tensor, Cameras] | None = None, other_weight: float = 0.0,
 ) -> Tensor:
-    """x0-prediction MSE on a random subset of the input view's pixels (timesteps uniform unless given)."""
+    """x0-prediction MSE on a random subset of the input view's pixels (timesteps uniform unless given).
+
+    With ``other=(images, cameras)`` of other views of the same scenes and ``other_weight > 0``, the
+    triplane inferred from the noisy input view is also rendered from the other view and its MSE is added
+    with that weight (the unseen-view loss; the paper's monocular objective is ``other_weight = 0``). Both
+    views' rays go through one forward pass, so DDP sees every parameter used once.
+    """
     core = model.module if isinstance(model, DistributedDataParallel) else model
     b, m = images.shape[0], images.shape[-1]
     if t is None:
         t = torch.randint(0, core.diffusion.timesteps, (b,), device=images.device)
     x_t = core.diffusion.q_sample(images, t, torch.randn_like(images))
-    if rays_per_image >= m * m:
+    with_other = other is not None and other_weight > 0
+    if rays_per_image >= m * m and not with_other:
         out = model(x_t, t, cameras, perturb=True)
         return torch.mean((out.x0 - images) ** 2)
     origins, dirs, idx = random_rays(cameras, m, rays_per_image)
-    out = model(x_t, t, cameras, rays=(origins, dirs), perturb=True)
-    return torch.mean((out.x0 - gather_pixels(images, idx)) ** 2)
+    if not with_other:
+        out = model(x_t, t, cameras, rays=(origins, dirs), perturb=True)
+        return torch.mean((out.x0 - gather_pixels(images, idx)) ** 2)
+    other_images, other_cameras = other
+    o2, d2, idx2 = random_rays(other_cameras.to(images.device, images.dtype), m, rays_per_image)
+    r = origins.shape[1]
+    out = model(x_t, t, cameras, rays=(torch.cat([origins, o2], 1), torch.cat([dirs, d2], 1)), perturb=True)
+    own = torch.mean((out.x0[:, :r] - gather_pixels(images, idx)) ** 2)
+    unseen = torch.mean((out.x0[:, r:] - gather_pixels(other_images, idx2)) ** 2)
+    return own + other_weight * unseen
 
 
 def _infinite(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator[dict]:
@@ -141,7 +157,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     out = Path(cfg.out_dir)
     ckpt_dir, model_dir = out / "checkpoint", out / "model"
 
-    dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size)
+    dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size, paired=cfg.novel_view_weight > 0)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
     loader = DataLoader(
         dataset,
@@ -204,7 +220,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 group["lr"] = lr
             model.train()
             t = sample_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
-            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t)
+            other = None
+            if cfg.novel_view_weight > 0:
+                other = (batch["other_image"].to(device),
+                         Cameras(batch["other_c2w"].to(device), batch["other_fov_x"].to(device)))
+            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
