@@ -56,12 +56,16 @@ class GaussianDiffusion:
         self.betas = make_betas(schedule, timesteps)
         self.alpha_bar = torch.cumprod(1.0 - self.betas, dim=0)
 
-    def _ab(self, t: Tensor | int, like: Tensor) -> Tensor:
-        """``alpha_bar[t]`` broadcast to ``like``'s shape (``t`` of -1 means the clean image)."""
-        t = torch.as_tensor(t, device=self.alpha_bar.device).long()
-        ab = torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), self.alpha_bar[t.clamp_min(0)])
-        ab = ab.to(device=like.device, dtype=like.dtype)
-        return ab.reshape(-1, *([1] * (like.ndim - 1))) if ab.ndim else ab
+    def _ab(self, t: Tensor | int) -> Tensor:
+        """``alpha_bar[t]`` in float64 on the CPU, shaped like ``t`` (``t`` of -1 means the clean image)."""
+        t = torch.as_tensor(t).detach().to("cpu").long()
+        return torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), self.alpha_bar[t.clamp_min(0)])
+
+    @staticmethod
+    def _cast(coef: Tensor, like: Tensor) -> Tensor:
+        """A float64 coefficient (scalar or per-batch ``(B,)``) cast to ``like``'s dtype and device, broadcastable."""
+        coef = coef.to(device=like.device, dtype=like.dtype)
+        return coef.reshape(-1, *([1] * (like.ndim - 1))) if coef.ndim else coef
 
     def check_timestep(self, t: int) -> None:
         if not 0 <= t < self.timesteps:
@@ -69,29 +73,31 @@ class GaussianDiffusion:
 
     def q_sample(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
         """Sample ``x_t ~ q(x_t | x0)``."""
-        ab = self._ab(t, x0)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        ab = self._ab(t)
+        return self._cast(ab.sqrt(), x0) * x0 + self._cast((1 - ab).sqrt(), x0) * noise
 
     def q_jump(self, x_s: Tensor, s: int, t: int, noise: Tensor) -> Tensor:
         """Sample ``x_t ~ q(x_t | x_s)`` for ``t > s`` (forward re-noising, used by RePaint resampling)."""
-        ratio = self._ab(t, x_s) / self._ab(s, x_s)
-        return ratio.sqrt() * x_s + (1 - ratio).sqrt() * noise
+        ratio = self._ab(t) / self._ab(s)
+        return self._cast(ratio.sqrt(), x_s) * x_s + self._cast((1 - ratio).sqrt(), x_s) * noise
 
     def posterior(self, x0: Tensor, x_t: Tensor, t: Tensor | int, s: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
-        """Mean and variance of ``q(x_s | x_t, x0)`` (``s`` defaults to ``t - 1``)."""
+        """Mean and variance of ``q(x_s | x_t, x0)`` (``s`` defaults to ``t - 1``); coefficients in float64."""
         t = torch.as_tensor(t)
         s = t - 1 if s is None else torch.as_tensor(s)
-        ab_t, ab_s = self._ab(t, x_t), self._ab(s, x_t)
+        ab_t, ab_s = self._ab(t), self._ab(s)
         alpha_ts = ab_t / ab_s
         beta_ts = 1 - alpha_ts
-        mean = (ab_s.sqrt() * beta_ts / (1 - ab_t)) * x0 + (alpha_ts.sqrt() * (1 - ab_s) / (1 - ab_t)) * x_t
+        c0 = ab_s.sqrt() * beta_ts / (1 - ab_t)
+        ct = alpha_ts.sqrt() * (1 - ab_s) / (1 - ab_t)
         var = beta_ts * (1 - ab_s) / (1 - ab_t)
-        return mean, var
+        mean = self._cast(c0, x_t) * x0 + self._cast(ct, x_t) * x_t
+        return mean, self._cast(var, x_t)
 
     def predict_noise(self, x_t: Tensor, t: Tensor | int, x0: Tensor) -> Tensor:
         """The noise implied by ``x_t`` and a prediction of ``x0``."""
-        ab = self._ab(t, x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        ab = self._ab(t)
+        return (x_t - self._cast(ab.sqrt(), x_t) * x0) * self._cast(1 / (1 - ab).sqrt(), x_t)
 
     def ddpm_step(self, x_t: Tensor, t: int, s: int, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Ancestral step ``x_t -> x_s`` (``s < t``; ``s == -1`` returns ``x0``)."""
@@ -107,12 +113,13 @@ class GaussianDiffusion:
         """DDIM step ``x_t -> x_s`` (deterministic for ``eta = 0``)."""
         if s < 0:
             return x0
-        ab_t, ab_s = self._ab(t, x_t), self._ab(s, x_t)
+        ab_t, ab_s = self._ab(t), self._ab(s)
         eps = self.predict_noise(x_t, t, x0)
         sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
-        out = ab_s.sqrt() * x0 + (1 - ab_s - sigma**2).clamp_min(0).sqrt() * eps
+        out = self._cast(ab_s.sqrt(), x_t) * x0 + self._cast((1 - ab_s - sigma**2).clamp_min(0).sqrt(), x_t) * eps
         if eta > 0:
-            out = out + sigma * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+            out = out + self._cast(sigma, x_t) * noise
         return out
 
     def step(

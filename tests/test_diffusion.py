@@ -245,3 +245,18 @@ def test_bad_inputs_raise():
         sampling_timesteps(-1, 5)
     with pytest.raises(ValueError):
         sampling_timesteps(10, 0)
+
+
+@pytest.mark.parametrize("t", [1, 2, 500, 999])
+def test_float32_maths_matches_float64_reference(t):
+    """Coefficients are computed in float64 and cast at use: float32 results agree with float64 ones."""
+    d = GaussianDiffusion(1000, "linear")
+    g = torch.Generator().manual_seed(t)
+    x0, x_t = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64).unbind(0)
+    mean64, var64 = d.posterior(x0, x_t, t)
+    mean32, var32 = d.posterior(x0.float(), x_t.float(), t)
+    assert mean32.dtype == torch.float32
+    assert (mean32.double() - mean64).abs().max() < 2e-6
+    assert abs(float(var32) - float(var64)) <= 1e-7 * float(var64) + 1e-12
+    eps64 = d.predict_noise(x_t, t, x0)
+    assert (d.predict_noise(x_t.float(), t, x0.float()).double() - eps64).abs().max() < 1e-4 * eps64.abs().max()
