@@ -57,7 +57,8 @@ def test_round_trip(tmp_path):
         np.testing.assert_array_equal(a.c2w, b.c2w)
         assert b.fov_x == pytest.approx(a.fov_x, abs=1e-7)
         assert b.scene == a.scene
-        assert (tmp_path / b.file_path).is_file()
+        assert not b.file_path.endswith(".png")  # NeRF-synthetic style: no extension
+        assert (tmp_path / (b.file_path + ".png")).is_file()
     groups = group_by_scene(loaded)
     assert list(groups) == ["s0", "s1"] and [len(v) for v in groups.values()] == [2, 2]
 
@@ -177,7 +178,14 @@ def test_clevr1_determinism_and_split(tmp_path):
     generate_clevr1(tmp_path / "b", seed=3, **kw)
     generate_clevr1(tmp_path / "c", seed=4, **kw)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 2 * 5 * 2 + 3  # image + mask pngs, 2 transforms.json, scenes.json
+    assert len(files) == 2 * 5 * 2 + 5  # image + mask pngs, 2 transforms.json, 2 transforms_<split>.json, scenes.json
+    # the NeRF-synthetic root indexes load the same frames as the split folders
+    for split in ("train", "test"):
+        rooted = load_transforms(tmp_path / "a" / f"transforms_{split}.json")
+        direct = load_transforms(tmp_path / "a" / split)
+        assert [f.scene for f in rooted] == [f.scene for f in direct]
+        np.testing.assert_array_equal(np.stack([f.image for f in rooted]), np.stack([f.image for f in direct]))
+        np.testing.assert_array_equal(np.stack([f.mask for f in rooted]), np.stack([f.mask for f in direct]))
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     train = load_transforms(tmp_path / "a" / "train")
@@ -250,6 +258,25 @@ def test_masks_round_trip_and_resize(tmp_path):
     assert small.mask.shape == (8, 8)
     assert small.object_mask[3:5, 3:5].all() and small.object_mask.sum() == 4
     assert small.foreground_mask.sum() == 16
+
+
+@pytest.mark.parametrize("width,height", [(48, 32), (32, 48)])
+def test_non_square_images_are_cropped_not_squashed(tmp_path, width, height):
+    """A W x H image loaded at size S is its centred square, with the fov of that square."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:, : width // 2] = 255  # left half white: the centre column is the boundary
+    Image.fromarray(img).save(tmp_path / "a.png")
+    fov = math.radians(60)
+    meta = {"camera_angle_x": fov, "frames": [{"file_path": "a", "transform_matrix": np.eye(4).tolist()}]}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    frame = load_transforms(tmp_path, size=16)[0]
+    side = min(width, height)
+    expected = 2 * math.atan(math.tan(fov / 2) * side / width)
+    assert frame.fov_x == pytest.approx(expected)
+    assert frame.image.shape == (16, 16, 3)
+    # the square is centred: half of it is white, split at the middle
+    assert frame.image[:, :8].mean() == pytest.approx(1.0) and frame.image[:, 8:].mean() == pytest.approx(0.0)
+    assert load_transforms(tmp_path)[0].fov_x == pytest.approx(fov)  # without size: untouched
 
 
 def test_paired_dataset_gives_another_view_of_the_same_scene(tmp_path):

@@ -134,13 +134,32 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
+def center_square(shape: tuple[int, int]) -> tuple[slice, slice]:
+    """Row and column slices of the centred square crop of an ``(H, W)`` image."""
+    h, w = shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return slice(top, top + side), slice(left, left + side)
+
+
+def cropped_fov_x(fov_x: float, shape: tuple[int, int]) -> float:
+    """Horizontal fov after :func:`center_square` of an ``(H, W)`` image with square pixels."""
+    h, w = shape
+    return fov_x if w <= h else 2.0 * math.atan(math.tan(fov_x / 2.0) * h / w)
+
+
 def load_image(path: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Load one image file as ``(H, W, 3)`` float32 in [0, 1] (optionally resized to ``size x size``)."""
+    """Load one image file as ``(H, W, 3)`` float32 in [0, 1].
+
+    With ``size``, a non-square image is first cropped to its centred square (never squashed), then
+    resized to ``size x size``; :func:`cropped_fov_x` gives the matching field of view.
+    """
     with Image.open(path) as img:
         img.load()
         rgb = _to_rgb_float(img, background)
     if size is not None:
-        rgb = _resize(rgb, int(size))
+        rows, cols = center_square(rgb.shape[:2])
+        rgb = _resize(np.ascontiguousarray(rgb[rows, cols]), int(size))
     return rgb
 
 
@@ -151,6 +170,9 @@ def load_mask(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """
     with Image.open(path) as img:
         arr = np.asarray(img.convert("L"))
+    if size is not None:
+        rows, cols = center_square(arr.shape)
+        arr = arr[rows, cols]
     labels = np.where(arr >= (MASK_OBJECT + MASK_SHADOW) // 2, MASK_OBJECT,
                       np.where(arr >= MASK_SHADOW // 2, MASK_SHADOW, 0)).astype(np.uint8)
     if size is None or labels.shape == (size, size):
@@ -201,8 +223,10 @@ def load_transforms(
     """Read a ``transforms.json`` folder.
 
     Args:
-        folder: directory holding ``transforms.json`` (or the path of the json file itself).
-        size: if given, resize every image to ``size x size``.
+        folder: directory holding ``transforms.json``, or the path of a json file itself (e.g. a
+            NeRF-synthetic ``transforms_train.json``).
+        size: if given, crop every image to its centred square and resize it to ``size x size``; the
+            frame's ``fov_x`` is that of the crop.
         background: RGB in [0, 1] that transparent pixels are composited onto.
 
     Raises:
@@ -243,7 +267,11 @@ def load_transforms(
             raise ValueError(f"{where}: missing key 'camera_angle_x' (neither top-level nor per frame)")
         c2w = _parse_matrix(fr["transform_matrix"], where)
         file_path = str(fr["file_path"])
-        image = load_image(_resolve_image(folder, file_path), size=size, background=background)
+        image_path = _resolve_image(folder, file_path)
+        if size is not None:
+            with Image.open(image_path) as probe:
+                fov = cropped_fov_x(fov, (probe.height, probe.width))
+        image = load_image(image_path, size=size, background=background)
         scene = str(fr["scene"]) if "scene" in fr else Path(file_path).stem
         mask = load_mask(_resolve_image(folder, str(fr["mask_path"])), size=size) if "mask_path" in fr else None
         if mask is not None and mask.shape != image.shape[:2]:
@@ -259,12 +287,18 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+#: Split folder names that also get a NeRF-synthetic ``transforms_<split>.json`` index in their parent.
+SPLIT_NAMES = ("train", "val", "test")
+
+
 def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], image_dir: str = "images",
                      mask_dir: str = "masks") -> Path:
     """Write frames as ``folder/image_dir/NNNNN.png`` plus ``folder/transforms.json``.
 
     Frames with a ``mask`` also get ``folder/mask_dir/NNNNN.png`` and a ``mask_path`` entry.
-
+    ``file_path`` entries carry no extension (``./images/00000``), as NeRF-synthetic loaders expect. When
+    ``folder`` is named ``train``, ``val`` or ``test``, its parent also gets ``transforms_<split>.json``
+    with paths relative to the parent (the NeRF-synthetic layout), so both forms load.
     ``frames`` may be any iterable (a generator is consumed once, so frames can be rendered lazily).
     Top-level ``camera_angle_x`` is the first frame's fov; every frame also records its own
     ``camera_angle_x`` (used as an override by :func:`load_transforms`). Returns the json path.
@@ -274,8 +308,8 @@ def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], im
     records = []
     top_fov = None
     for i, fr in enumerate(frames):
-        rel = f"{image_dir}/{i:05d}.png" if image_dir else f"{i:05d}.png"
-        Image.fromarray(_to_uint8(fr.image), mode="RGB").save(folder / rel)
+        rel = f"{image_dir}/{i:05d}" if image_dir else f"{i:05d}"
+        Image.fromarray(_to_uint8(fr.image), mode="RGB").save(folder / f"{rel}.png")
         mask_rel = None
         if fr.mask is not None:
             mask = np.asarray(fr.mask, dtype=np.uint8)
@@ -291,18 +325,24 @@ def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], im
         if top_fov is None:
             top_fov = fov
         record = {
-            "file_path": rel,
+            "file_path": f"./{rel}",
             "transform_matrix": [[float(v) for v in row] for row in c2w],
             "camera_angle_x": fov,
             "scene": str(fr.scene),
         }
         if mask_rel is not None:
-            record["mask_path"] = mask_rel
+            record["mask_path"] = f"./{mask_rel}"
         records.append(record)
     if top_fov is None:
         raise ValueError("write_transforms needs at least one frame")
     json_path = folder / TRANSFORMS_FILE
     json_path.write_text(json.dumps({"camera_angle_x": top_fov, "frames": records}, indent=1) + "\n")
+    if folder.name in SPLIT_NAMES:
+        prefix = f"./{folder.name}/"
+        rooted = [{**r, "file_path": prefix + r["file_path"][2:],
+                   **({"mask_path": prefix + r["mask_path"][2:]} if "mask_path" in r else {})} for r in records]
+        index = folder.parent / f"transforms_{folder.name}.json"
+        index.write_text(json.dumps({"camera_angle_x": top_fov, "frames": rooted}, indent=1) + "\n")
     return json_path
 
 
