@@ -158,9 +158,18 @@ def cmd_eval(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from rdiff.data import clevr1
+    if args.dataset == "clevr1":
+        from rdiff.data import clevr1
 
-    clevr1.run(args)
+        clevr1.run(args)
+        return
+    from rdiff.data.blender import BlenderUnavailableError
+    from rdiff.data.blender import cli as blender_cli
+
+    try:
+        blender_cli.run(args)
+    except BlenderUnavailableError as e:
+        raise ValueError(str(e)) from e
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,9 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="dataset", required=True)
     from rdiff.data import clevr1
 
-    c = dsub.add_parser("clevr1", help="generate the CLEVR1 dataset")
+    c = dsub.add_parser("clevr1", help="generate the CLEVR1 dataset (numpy renderer, no extra dependency)")
     clevr1.add_arguments(c)
     c.set_defaults(func=cmd_data)
+    from rdiff.data.blender import cli as blender_cli
+
+    for name, help_text in blender_cli.COMMANDS.items():
+        c = dsub.add_parser(name, help=help_text)
+        blender_cli.add_arguments(c, name)
+        c.set_defaults(func=cmd_data)
     return parser
 
 

@@ -18,7 +18,11 @@ Modules (one job each):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+import sys
 from types import ModuleType
 
 REQUIREMENTS_HINT = "pip install -r requirements-data.txt"
@@ -28,11 +32,33 @@ class BlenderUnavailableError(ImportError):
     """``bpy`` (or another data-rendering dependency) is not installed."""
 
 
+#: Folders that an imported ``bpy`` puts at the front of ``sys.path`` (its own scripts, which hold a Python-only
+#: ``bpy`` package). A process spawned from one inherits them and would import that package instead.
+_BPY_SCRIPT_PATH = re.compile(r"[/\\]bpy[/\\]\d+\.\d+[/\\]scripts|[/\\]blender[/\\]\d+\.\d+[/\\]scripts")
+
+
 def import_bpy() -> ModuleType:
     """Import and return ``bpy``, or raise :class:`BlenderUnavailableError` with the install command."""
+    if "bpy" not in sys.modules:
+        sys.path[:] = [p for p in sys.path if not _BPY_SCRIPT_PATH.search(p)]
     try:
         return importlib.import_module("bpy")
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise BlenderUnavailableError(
             f"rendering datasets needs Blender's Python module 'bpy' ({e}); install it with: {REQUIREMENTS_HINT}"
         ) from e
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence Blender's C-level prints ("Fra: ...", "Saved: ...", "Read blend: ...") on file descriptor 1."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

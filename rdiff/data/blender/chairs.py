@@ -9,7 +9,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rdiff.data.blender import BlenderUnavailableError, REQUIREMENTS_HINT
+from rdiff.data.blender import REQUIREMENTS_HINT, BlenderUnavailableError
 from rdiff.data.blender.config import DARK_RED, Placement, RenderSettings, Style
 from rdiff.data.blender.dataset import BuiltScene, SceneJob, generated_jobs
 from rdiff.data.blender.objects import stage

@@ -20,11 +20,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, is_dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from rdiff.data.blender.config import CameraRanges, RenderSettings
 from rdiff.data.splits import scene_name, scene_rng, split_counts
@@ -220,7 +221,7 @@ def _check_settings(out: Path, record: dict) -> None:
 
 
 def _rel(path: str) -> str:
-    return path[2:] if path.startswith("./") else path
+    return path.removeprefix("./")
 
 
 def merge_split(out: Path, split: str, jobs: list[SceneJob]) -> Path | None:

@@ -12,15 +12,12 @@ noise-free away from the shadow.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rdiff.data.blender import import_bpy
+from rdiff.data.blender import import_bpy, quiet_stdout
 from rdiff.data.blender.config import RenderSettings
 from rdiff.data.blender.scene import DIRECT_OUTPUT, RGBA_OUTPUT, SceneHandles
 from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW, PosedImage
@@ -65,28 +62,15 @@ def read_exr(path: Path) -> np.ndarray:
     return buf.reshape(h, w, 4)[::-1].copy()
 
 
-@contextlib.contextmanager
-def quiet_stdout():
-    """Silence Blender's per-render prints ("Fra: ...", "Saved: ...") on file descriptor 1."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def render_once(handles: SceneHandles, c2w: np.ndarray, fov_x: float, seed: int) -> RenderedView:
     """One Cycles render from camera ``c2w`` (OpenGL axes, as Blender's camera)."""
     from mathutils import Matrix
 
     bpy = import_bpy()
     scene = handles.scene
-    handles.camera.matrix_world = Matrix(np.asarray(c2w, dtype=np.float64).tolist())
+    m = np.array(c2w, dtype=np.float64)
+    m[:3, 3] = handles.scene_scale * m[:3, 3] + np.asarray(handles.scene_offset, np.float64)
+    handles.camera.matrix_world = Matrix(m.tolist())
     handles.camera.data.angle = float(fov_x)
     scene.cycles.seed = int(seed)
     paths = [handles.output_dir / f"{name}{scene.frame_current:04d}.exr" for name in (RGBA_OUTPUT, DIRECT_OUTPUT)]

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdiff.data.blender import import_bpy
+from rdiff.data.blender import import_bpy, quiet_stdout
 from rdiff.data.blender.config import AreaLight, RenderSettings, Style
 
 #: Name of the AOV that object materials write 1 into (its average over samples is the object's pixel coverage).
@@ -21,12 +21,19 @@ DIRECT_OUTPUT = "direct"
 
 @dataclass
 class SceneHandles:
-    """The bpy objects a render needs (valid until the next :func:`new_scene`)."""
+    """The bpy objects a render needs (valid until the next :func:`new_scene`).
+
+    ``scene_scale`` and ``scene_offset`` map our world frame into the Blender scene's
+    (``blender = scene_scale * world + scene_offset``): 1 and 0 for scenes built here; CLEVR's own scene
+    keeps its native units.
+    """
 
     scene: object
     camera: object
     floor: object | None
     output_dir: Path
+    scene_scale: float = 1.0
+    scene_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def configure_cycles(scene, settings: RenderSettings) -> None:
@@ -161,7 +168,8 @@ def setup_outputs(scene, output_dir: Path) -> None:
 def reset() -> None:
     """Empty the current Blender session (factory settings, no objects)."""
     bpy = import_bpy()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    with quiet_stdout():
+        bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
 def new_scene(settings: RenderSettings, style: Style, output_dir: Path, floor_z: float = 0.0) -> SceneHandles:
