@@ -36,7 +36,7 @@ from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.config import RenderDiffusionConfig
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
-from rdiff.sampling import Step, generate_steps, inpaint_steps, reconstruct_steps
+from rdiff.sampling import InpaintSettings, Step, generate_steps, inpaint_steps, reconstruct_steps
 from rdiff.visualize import to_uint8
 from rdiff.scene import Scene
 
@@ -220,8 +220,9 @@ class Handlers:
             model, notes = self._model(source)
             image, mask = editor_image_and_mask(editor, model.config.image_size)
             cams = camera(azimuth, elevation, radius, fov)
-            loop = inpaint_steps(model, image, mask[None], cams, steps=_int(steps, "steps", 1, MAX_STEPS),
-                                 resample=_int(resample, "resample", 1, MAX_RESAMPLE), seed=_seed(seed))
+            settings = InpaintSettings(steps=_int(steps, "steps", 1, MAX_STEPS),
+                                       jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
+            loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))
             known = (image[None] + 1) / 2
             fill = (mask[None, None] > 0.5).float()
             yield from self._run("inpaint", model, loop, cams, notes, progress, stop, known=known, fill=fill)

@@ -95,15 +95,16 @@ def cmd_reconstruct(args) -> list[Path]:
 
 def cmd_inpaint(args) -> list[Path]:
     from rdiff.preprocess import open_image, prepare_image, prepare_mask
-    from rdiff.sampling import inpaint
+    from rdiff.sampling import InpaintSettings, inpaint
 
     model = _load(args)
     m = model.config.image_size
     src = open_image(args.image)
     image = prepare_image(src, m)
     mask = prepare_mask(open_image(args.mask), m, image_size=src.size)
-    result = inpaint(model, image, mask[None], _camera(model, args), steps=args.steps or 50,
-                     resample=args.resample, seed=args.seed, progress=_progress("inpaint"))
+    settings = InpaintSettings(steps=args.steps or 50, jump_length=args.jump_length, jump_n_sample=args.resample)
+    result = inpaint(model, image, mask[None], _camera(model, args), settings, seed=args.seed,
+                     progress=_progress("inpaint"))
     return _save_result(result, Path(args.out), Path(args.image).stem + "_inpainted", args)
 
 
@@ -149,9 +150,18 @@ def cmd_eval(args) -> None:
     from rdiff.hub import load_model
 
     model = load_model(args.checkpoint, fallback=None).model
-    t_rs = [int(t) for t in args.tr.split(",") if t.strip()]
-    result = evaluate(model, args.data, t_rs, steps=args.steps, max_scenes=args.max_scenes, seed=args.seed)
-    print(f"{result.scenes} scenes, {result.views} novel views")
+    if args.task == "inpaint":
+        from rdiff.evaluation.inpainting import evaluate_inpainting
+        from rdiff.sampling import InpaintSettings
+
+        settings = InpaintSettings(steps=args.steps or 50, jump_length=args.jump_length, jump_n_sample=args.resample,
+                                   harmonize_t_r=None if args.no_harmonize else 0)
+        result = evaluate_inpainting(model, args.data, settings, max_scenes=args.max_scenes or 30, seed=args.seed)
+        print(f"{result.scenes} scenes, square hole of a third of the width over the object")
+    else:
+        t_rs = [int(t) for t in args.tr.split(",") if t.strip()]
+        result = evaluate(model, args.data, t_rs, steps=args.steps or 10, max_scenes=args.max_scenes, seed=args.seed)
+        print(f"{result.scenes} scenes, {result.views} novel views")
     print(result.table())
     if args.json:
         print(f"wrote {save_result(result, args.json)}")
@@ -186,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inpaint", help="3D-aware inpainting (mask: white/opaque = fill in)")
     p.add_argument("image")
     p.add_argument("mask")
-    p.add_argument("--resample", type=int, default=1, help="RePaint resampling jumps per step")
+    p.add_argument("--resample", type=int, default=1,
+                   help="RePaint jump_n_sample: each region of the schedule is denoised this many times")
+    p.add_argument("--jump-length", type=int, default=1, help="RePaint jump length (in sampling steps)")
     _add_model_args(p)
     _add_camera_args(p)
     p.set_defaults(func=cmd_inpaint)
@@ -209,12 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a top-level training setting, e.g. --set novel_view_weight=0.5 (repeatable)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="novel-view PSNR/SSIM from single-view reconstructions")
+    p = sub.add_parser("eval", help="novel-view (or inpainting) metrics against trivial baselines")
+    p.add_argument("--task", choices=("reconstruct", "inpaint"), default="reconstruct",
+                   help="reconstruct: novel views from one input view; inpaint: a square hole over the object")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="folder with transforms.json (scenes with several views)")
     p.add_argument("--tr", default="0", help="comma-separated reconstruction timesteps, e.g. 0,40")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--max-scenes", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: 50)")
+    p.add_argument("--resample", type=int, default=1, help="inpaint: RePaint jump_n_sample")
+    p.add_argument("--jump-length", type=int, default=1, help="inpaint: RePaint jump length")
+    p.add_argument("--no-harmonize", action="store_true",
+                   help="inpaint: keep the last RePaint triplane (no reconstruction of the composite)")
+    p.add_argument("--max-scenes", type=int, default=None, help="at most this many scenes (inpaint default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the metrics here as JSON")
     p.set_defaults(func=cmd_eval)

@@ -8,6 +8,7 @@ Timesteps are integers ``0 <= t < T``; ``alpha_bar[t] = prod_{i <= t} (1 - beta_
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -122,12 +123,39 @@ class GaussianDiffusion:
             out = out + self._cast(sigma, x_t) * noise
         return out
 
-    def step(
-        self, sampler: str, x_t: Tensor, t: int, s: int, x0: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Dispatch to ``"ddpm"`` or ``"ddim"``."""
-        if sampler == "ddpm":
-            return self.ddpm_step(x_t, t, s, x0, generator)
-        if sampler == "ddim":
-            return self.ddim_step(x_t, t, s, x0, 0.0, generator)
-        raise ValueError(f"unknown sampler {sampler!r} (use 'ddpm' or 'ddim')")
+
+@dataclass(frozen=True)
+class DDPM:
+    """Ancestral sampling: each step draws from the exact posterior ``q(x_s | x_t, x0)``."""
+
+    def step(self, d: GaussianDiffusion, x_t: Tensor, t: int, s: int, x0: Tensor,
+             generator: torch.Generator | None = None) -> Tensor:
+        return d.ddpm_step(x_t, t, s, x0, generator)
+
+
+@dataclass(frozen=True)
+class DDIM:
+    """DDIM steps; ``eta = 0`` is deterministic, ``eta = 1`` matches DDPM's noise level."""
+
+    eta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"DDIM eta must be in [0, 1], got {self.eta}")
+
+    def step(self, d: GaussianDiffusion, x_t: Tensor, t: int, s: int, x0: Tensor,
+             generator: torch.Generator | None = None) -> Tensor:
+        return d.ddim_step(x_t, t, s, x0, self.eta, generator)
+
+
+Sampler = DDPM | DDIM
+SAMPLERS = {"ddpm": DDPM, "ddim": DDIM}
+
+
+def as_sampler(sampler: Sampler | str) -> Sampler:
+    """A sampler object from itself or its name (``"ddpm"``, ``"ddim"``: DDIM with eta 0)."""
+    if isinstance(sampler, (DDPM, DDIM)):
+        return sampler
+    if isinstance(sampler, str) and sampler in SAMPLERS:
+        return SAMPLERS[sampler]()
+    raise ValueError(f"unknown sampler {sampler!r} (use 'ddpm', 'ddim', DDPM() or DDIM(eta))")

@@ -11,14 +11,14 @@ wrappers run it to the end and return a :class:`SampleResult`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from rdiff.cameras import Cameras
-from rdiff.diffusion import sampling_timesteps
+from rdiff.diffusion import Sampler, as_sampler, sampling_timesteps
 from rdiff.model import RenderDiffusion
 from rdiff.scene import Scene
 
@@ -67,6 +67,31 @@ def _check_images(model: RenderDiffusion, images: Tensor, cameras: Cameras) -> T
     return images.to(model.device)
 
 
+def repaint_schedule(n: int, jump_length: int = 1, jump_n_sample: int = 1) -> list[int]:
+    """RePaint's time-travel schedule over ``n`` respaced timesteps, as a path of positions.
+
+    Position ``p`` is the state at the ``p``-th sampling timestep (0 = the noisiest, ``n`` = clean). A step
+    from ``p`` to ``p + 1`` is a denoiser call; a step from ``p`` to ``p - 1`` re-noises (``q_jump``). Every
+    ``jump_length`` positions on the way down the path jumps back up ``jump_length`` positions, ``jump_n_sample
+    - 1`` times, so that region is denoised ``jump_n_sample`` times (``jump_n_sample = 1``: plain sampling).
+    """
+    if n < 1:
+        raise ValueError("need at least one sampling step")
+    if jump_length < 1 or jump_n_sample < 1:
+        raise ValueError("jump_length and jump_n_sample must be >= 1")
+    jumps = {q: jump_n_sample - 1 for q in range(jump_length, n, jump_length)}
+    p, path = 0, [0]
+    while p < n:
+        p += 1
+        path.append(p)
+        if jumps.get(p, 0) > 0:
+            jumps[p] -= 1
+            for _ in range(jump_length):
+                p -= 1
+                path.append(p)
+    return path
+
+
 @torch.inference_mode()
 def denoise_steps(
     model: RenderDiffusion,
@@ -74,41 +99,42 @@ def denoise_steps(
     start_t: int,
     cameras: Cameras,
     steps: int,
-    sampler: str = "ddim",
+    sampler: Sampler | str = "ddim",
     generator: torch.Generator | None = None,
     known: Tensor | None = None,
     known_mask: Tensor | None = None,
-    resample: int = 1,
+    jump_length: int = 1,
+    jump_n_sample: int = 1,
 ) -> Iterator[Step]:
-    """Denoise ``x_t`` from ``start_t`` to 0 in ``steps`` model calls (times ``resample`` when inpainting).
+    """Denoise ``x_t`` from ``start_t`` to 0 in ``steps`` respaced timesteps.
 
     With ``known`` images and ``known_mask`` (1 where pixels are known, broadcastable to ``x_t``),
-    after every step the known pixels are replaced by ``known`` noised to the new timestep (RePaint).
+    after every step the known pixels are replaced by ``known`` noised to the new timestep (RePaint),
+    following :func:`repaint_schedule` with ``jump_length`` / ``jump_n_sample``.
     """
     d = model.diffusion
     d.check_timestep(start_t)
-    if resample < 1:
-        raise ValueError("resample must be >= 1")
+    sampler = as_sampler(sampler)
     cameras = cameras.to(model.device)
     ts = sampling_timesteps(start_t, steps)
-    repeats = resample if known is not None else 1
-    total = len(ts) * repeats - (repeats - 1)
+    inpainting = known is not None and known_mask is not None
+    path = repaint_schedule(len(ts), jump_length, jump_n_sample) if inpainting else list(range(len(ts) + 1))
+    total = sum(b > a for a, b in zip(path, path[1:]))
     x, done = x_t, 0
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        for r in range(repeats if s >= 0 else 1):
-            tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-            out = model(x, tt, cameras)
-            done += 1
-            yield Step(done, total, t, x, out.x0, out.planes, out.frames)
-            x_s = d.step(sampler, x, t, s, out.x0, generator)
-            if known is not None and known_mask is not None:
-                known_s = known if s < 0 else d.q_sample(known, s, _randn(known, generator))
-                x_s = known_mask * known_s + (1 - known_mask) * x_s
-            if r + 1 < repeats and s >= 0:
-                x = d.q_jump(x_s, s, t, _randn(x_s, generator))
-            else:
-                x = x_s
+    for a, b in zip(path, path[1:]):
+        if b < a:  # time travel: re-noise from ts[a] back up to ts[b]
+            x = d.q_jump(x, ts[a], ts[b], _randn(x, generator))
+            continue
+        t = ts[a]
+        s = ts[b] if b < len(ts) else -1
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        out = model(x, tt, cameras)
+        done += 1
+        yield Step(done, total, t, x, out.x0, out.planes, out.frames)
+        x = sampler.step(d, x, t, s, out.x0, generator)
+        if inpainting:
+            known_s = known if s < 0 else d.q_sample(known, s, _randn(known, generator))
+            x = known_mask * known_s + (1 - known_mask) * x
 
 
 def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progress: ProgressFn | None) -> SampleResult:
@@ -146,16 +172,69 @@ def reconstruct(
     return _run(model, reconstruct_steps(model, images, cameras, t_r, steps, sampler, seed), cameras, progress)
 
 
+@dataclass(frozen=True)
+class InpaintSettings:
+    """How :func:`inpaint` samples.
+
+    Attributes:
+        steps: respaced denoising timesteps from T-1 to 0.
+        sampler: the per-step sampler (RePaint uses ancestral DDPM steps).
+        jump_length, jump_n_sample: RePaint's time travel (see :func:`repaint_schedule`); ``1, 1`` is none.
+        harmonize_t_r: after sampling, reconstruct the composite (known pixels + filled hole) at this ``t_r``
+            so that the final 3D scene is fitted to the visible pixels too; ``None`` keeps the last sampling
+            step's triplane (plain RePaint).
+        harmonize_steps: denoising steps of that reconstruction.
+    """
+
+    steps: int = 50
+    sampler: Sampler | str = "ddpm"
+    jump_length: int = 1
+    jump_n_sample: int = 1
+    harmonize_t_r: int | None = 0
+    harmonize_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be >= 1")
+        if self.jump_length < 1 or self.jump_n_sample < 1:
+            raise ValueError("jump_length and jump_n_sample must be >= 1")
+        if self.harmonize_t_r is not None and self.harmonize_t_r < 0:
+            raise ValueError("harmonize_t_r must be >= 0 (or None)")
+        object.__setattr__(self, "sampler", as_sampler(self.sampler))
+
+    @property
+    def model_calls(self) -> int:
+        """Denoiser calls per image (without the harmonising reconstruction)."""
+        path = repaint_schedule(self.steps, self.jump_length, self.jump_n_sample)
+        return sum(b > a for a, b in zip(path, path[1:]))
+
+
 def inpaint_steps(
-    model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras, steps: int = 50,
-    sampler: str = "ddpm", resample: int = 1, seed: int | None = 0,
+    model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras,
+    settings: InpaintSettings | None = None, seed: int | None = 0,
 ) -> Iterator[Step]:
-    """Step-wise :func:`inpaint`."""
+    """Step-wise :func:`inpaint`; the harmonising reconstruction's steps come last."""
+    settings = settings or InpaintSettings()
     images, fill = _inpaint_inputs(model, images, masks, cameras)
     g = _generator(seed, images.device)
     start = model.diffusion.timesteps - 1
     x_t = _randn(images, g)
-    return denoise_steps(model, x_t, start, cameras, steps, sampler, g, images, 1.0 - fill, resample)
+    known_mask = 1.0 - fill
+    loop = denoise_steps(model, x_t, start, cameras, settings.steps, settings.sampler, g, images, known_mask,
+                         settings.jump_length, settings.jump_n_sample)
+    if settings.harmonize_t_r is None:
+        yield from loop
+        return
+    extra = len(sampling_timesteps(settings.harmonize_t_r, settings.harmonize_steps))
+    last = None
+    for step in loop:
+        last = step
+        yield replace(step, total=step.total + extra)
+    assert last is not None
+    composite = known_mask * images + fill * last.x0.clamp(-1, 1)
+    x_h = model.diffusion.q_sample(composite, settings.harmonize_t_r, _randn(composite, g))
+    for step in denoise_steps(model, x_h, settings.harmonize_t_r, cameras, settings.harmonize_steps, "ddim", g):
+        yield replace(step, index=last.index + step.index, total=last.total + extra)
 
 
 def _inpaint_inputs(model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
@@ -172,18 +251,31 @@ def _inpaint_inputs(model: RenderDiffusion, images: Tensor, masks: Tensor, camer
 
 
 def inpaint(
-    model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras, steps: int = 50,
-    sampler: str = "ddpm", resample: int = 1, seed: int | None = 0, progress: ProgressFn | None = None,
+    model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras,
+    settings: InpaintSettings | None = None, seed: int | None = 0, progress: ProgressFn | None = None,
 ) -> SampleResult:
     """3D-aware inpainting: ``masks`` (B, M, M) are 1 where pixels must be filled in.
 
-    The returned images keep the known pixels exactly; the scenes are the final triplanes.
+    The returned images keep the known pixels exactly and show the model's fill in the hole (from the last
+    RePaint step); the scenes are the final triplanes (by default fitted to the composite, see
+    :class:`InpaintSettings`).
     """
-    loop = inpaint_steps(model, images, masks, cameras, steps, sampler, resample, seed)
-    result = _run(model, loop, cameras, progress)
+    settings = settings or InpaintSettings()
     known, fill = _inpaint_inputs(model, images, masks, cameras)
+    loop = inpaint_steps(model, images, masks, cameras, settings, seed)
+    sampled: list[Tensor] = []
+    n_sampling = settings.model_calls
+
+    def track(steps: Iterator[Step]) -> Iterator[Step]:
+        for step in steps:
+            if step.index == n_sampling:
+                sampled.append(step.x0)
+            yield step
+
+    result = _run(model, track(loop), cameras, progress)
     fill = fill.to(result.images)
-    result.images = fill * result.images + (1 - fill) * ((known.to(result.images) + 1) / 2)
+    hole = ((sampled[0].to(result.images) + 1) / 2).clamp(0, 1) if sampled else result.images
+    result.images = fill * hole + (1 - fill) * ((known.to(result.images) + 1) / 2)
     return result
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rdiff.diffusion import DDIM, DDPM, as_sampler
 from rdiff.diffusion import GaussianDiffusion, cosine_betas, linear_betas, make_betas, sampling_timesteps
 
 
@@ -190,7 +191,7 @@ def test_ddim_with_perfect_x0_follows_the_deterministic_trajectory():
         x = d.ddim_step(x, t, s, x0, eta=0.0)
         expected = x0 if s < 0 else d.q_sample(x0, s, eps)  # same noise, less of it
         torch.testing.assert_close(x, expected, atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(d.step("ddim", d.q_sample(x0, 50, eps), 50, 10, x0), d.q_sample(x0, 10, eps))
+    torch.testing.assert_close(as_sampler("ddim").step(d, d.q_sample(x0, 50, eps), 50, 10, x0), d.q_sample(x0, 10, eps))
 
 
 def test_ddim_eta_one_matches_ddpm_variance():
@@ -240,7 +241,9 @@ def test_bad_inputs_raise():
     d.check_timestep(0)
     d.check_timestep(9)
     with pytest.raises(ValueError, match="sampler"):
-        d.step("euler", torch.zeros(1), 5, 4, torch.zeros(1))
+        as_sampler("euler")
+    with pytest.raises(ValueError, match="eta"):
+        DDIM(eta=1.5)
     with pytest.raises(ValueError):
         sampling_timesteps(-1, 5)
     with pytest.raises(ValueError):
@@ -260,3 +263,15 @@ def test_float32_maths_matches_float64_reference(t):
     assert abs(float(var32) - float(var64)) <= 1e-7 * float(var64) + 1e-12
     eps64 = d.predict_noise(x_t, t, x0)
     assert (d.predict_noise(x_t.float(), t, x0.float()).double() - eps64).abs().max() < 1e-4 * eps64.abs().max()
+
+
+def test_sampler_objects_reach_ddim_eta():
+    d = GaussianDiffusion(100)
+    x0, x_t = torch.zeros(50_000, dtype=torch.float64), torch.full((50_000,), 0.5, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    det = DDIM().step(d, x_t, 50, 40, x0, g)
+    assert torch.equal(det, DDIM(0.0).step(d, x_t, 50, 40, x0, g))  # eta 0: no noise drawn
+    noisy = DDIM(eta=1.0).step(d, x_t, 50, 40, x0, g)
+    _, var = d.posterior(x0, x_t, 50, 40)
+    assert abs(float(noisy.var()) - float(var)) < 0.05 * float(var)  # eta 1: DDPM's posterior variance
+    assert isinstance(as_sampler("ddpm"), DDPM) and as_sampler(DDIM(0.3)).eta == 0.3

@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_config
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
-from rdiff.sampling import generate, inpaint, inpaint_steps, reconstruct
+from rdiff.sampling import InpaintSettings, generate, inpaint, inpaint_steps, reconstruct, repaint_schedule
 from rdiff.scene import Scene
 
 
@@ -102,7 +102,7 @@ def _mask(b=1, size=16):
 
 def test_inpaint_keeps_known_pixels_exactly(tiny_model):
     images, masks = _images(2, seed=1), _mask(2)
-    result = inpaint(tiny_model, images, masks, _cams(2), steps=4, seed=0)
+    result = inpaint(tiny_model, images, masks, _cams(2), InpaintSettings(steps=4), seed=0)
     known = (masks == 0)[:, None].expand(-1, 3, -1, -1)
     assert torch.equal(result.images[known], ((images + 1) / 2)[known])
     # the masked pixels are filled in by the model, not copied
@@ -113,22 +113,51 @@ def test_inpaint_keeps_known_pixels_exactly(tiny_model):
 def test_repaint_resampling_multiplies_model_calls(counted, resample):
     model, calls = counted
     steps = 5
-    inpaint(model, _images(), _mask(), _cams(), steps=steps, resample=resample)
+    settings = InpaintSettings(steps=steps, jump_n_sample=resample, harmonize_t_r=None)
+    inpaint(model, _images(), _mask(), _cams(), settings)
     # every step but the last (which goes straight to x0) is repeated `resample` times
-    assert len(calls) == (steps - 1) * resample + 1
-    loop = inpaint_steps(model, _images(), _mask(), _cams(), steps=steps, resample=resample)
+    assert len(calls) == (steps - 1) * resample + 1 == settings.model_calls
+    loop = inpaint_steps(model, _images(), _mask(), _cams(), settings)
     assert [s.total for s in loop][-1] == (steps - 1) * resample + 1
+
+
+def test_harmonising_reconstruction_adds_its_steps_and_sets_the_final_scene(counted):
+    model, calls = counted
+    plain = InpaintSettings(steps=4, harmonize_t_r=None)
+    fitted = InpaintSettings(steps=4, harmonize_t_r=20, harmonize_steps=3)
+    steps = list(inpaint_steps(model, _images(), _mask(), _cams(), fitted, seed=0))
+    assert [s.index for s in steps] == list(range(1, 4 + 3 + 1)) and {s.total for s in steps} == {7}
+    assert [s.t for s in steps[-3:]] == [20, 10, 0]
+    before = list(inpaint_steps(model, _images(), _mask(), _cams(), plain, seed=0))
+    torch.testing.assert_close(steps[3].x0, before[-1].x0)  # same sampling, then the reconstruction
+    result = inpaint(model, _images(), _mask(), _cams(), fitted, seed=0)
+    last = steps[-1].planes[0]
+    torch.testing.assert_close(result.scenes[0].planes.to(last), last)
+
+
+@pytest.mark.parametrize("jump_length,jump_n_sample", [(1, 1), (1, 3), (3, 2), (5, 4)])
+def test_repaint_schedule_time_travel(jump_length, jump_n_sample):
+    n = 10
+    path = repaint_schedule(n, jump_length, jump_n_sample)
+    assert path[0] == 0 and path[-1] == n
+    assert all(abs(b - a) == 1 for a, b in zip(path, path[1:]))
+    downs = sum(b > a for a, b in zip(path, path[1:]))
+    jumps = len(range(jump_length, n, jump_length)) * (jump_n_sample - 1)
+    assert downs == n + jumps * jump_length
+    assert min(path) >= 0 and max(path) <= n
+    if jump_n_sample == 1:
+        assert path == list(range(n + 1))
 
 
 def test_inpaint_mask_shape_checks(tiny_model):
     with pytest.raises(ValueError, match="mask shape"):
-        inpaint(tiny_model, _images(), _mask(size=8), _cams(), steps=2)
+        inpaint(tiny_model, _images(), _mask(size=8), _cams(), InpaintSettings(steps=2))
     with pytest.raises(ValueError, match="mask shape"):
-        inpaint(tiny_model, _images(), _mask(b=2), _cams(), steps=2)
-    with pytest.raises(ValueError, match="resample"):
-        inpaint(tiny_model, _images(), _mask(), _cams(), steps=2, resample=0)
+        inpaint(tiny_model, _images(), _mask(b=2), _cams(), InpaintSettings(steps=2))
+    with pytest.raises(ValueError, match="jump_n_sample"):
+        InpaintSettings(steps=2, jump_n_sample=0)
     # a single (M, M) mask is accepted for a single image
-    result = inpaint(tiny_model, _images(), _mask()[0], _cams(), steps=2)
+    result = inpaint(tiny_model, _images(), _mask()[0], _cams(), InpaintSettings(steps=2))
     assert result.images.shape == (1, 3, 16, 16)
 
 

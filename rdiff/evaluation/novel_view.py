@@ -203,8 +203,8 @@ def evaluate(
                       by_azimuth=by_azimuth, per_view=rows, per_scene=per_scene, settings=settings)
 
 
-def save_result(result: EvalResult, path: str | Path) -> Path:
-    """Write the result as JSON (NaN where a region is empty)."""
+def save_result(result, path: str | Path) -> Path:
+    """Write an evaluation result dataclass as JSON (NaN where a region is empty)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(result), indent=1))
