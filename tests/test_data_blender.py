@@ -269,11 +269,10 @@ def test_mesh_folder_end_to_end_with_an_unreadable_mesh_skipped(tmp_path):
 @needs_bpy
 def test_masks_agree_with_an_object_free_render(tmp_path):
     """Pixels labelled 0 look as without the object, shadow pixels are darker, object pixels differ."""
+    from rdiff.data.blender.config import DARK_RED
     from rdiff.data.blender.dataset import SceneJob
     from rdiff.data.blender.meshes import MeshFolderSource
     from rdiff.data.blender.render import linear_to_srgb, render_once, render_views
-
-    from rdiff.data.blender.config import DARK_RED
 
     source = MeshFolderSource(folder=str(_mesh_folder(tmp_path / "meshes")), style=DARK_RED)
     settings = RenderSettings(size=32, samples=8, denoise=False)

@@ -1,13 +1,15 @@
 """Render posed views of the current bpy scene: RGB, the object mask and the object's cast shadow.
 
 Each view is rendered twice with the same Cycles seed: once as it is, once with the object hidden (the floor
-and world alone). The object mask is the object's pixel coverage (an AOV that the object's materials write 1
-into, averaged over all samples; ``>= 0.5`` is object). Cycles' object-index pass only keeps the first sample
-of a pixel, so its edges are random at low sample counts; the coverage is the anti-aliased equivalent. A
-non-object pixel whose diffuse direct light (luminance, summed over its 3x3 neighbourhood) the object lowers
-by at least ``shadow_threshold`` is shadow: that is the light the object blocks (lamps and sky), without the noise of indirect bounces. With the
-same seed, light samples that the object does not block are identical in both renders, so the comparison is
-noise-free away from the shadow.
+and world alone, direct light only, not denoised). The object mask is the object's pixel coverage (an AOV that
+the object's materials write 1 into, averaged over all samples; ``>= 0.5`` is object). Cycles' object-index
+pass keeps only the first sample of a pixel, so its edges are random at low sample counts; the coverage is
+the anti-aliased equivalent (the index pass is still set, ``pass_index = 1``). A non-object pixel whose
+diffuse direct light (luminance, summed over its 3x3 neighbourhood) the object lowers by at least
+``shadow_threshold`` is shadow: the light the object blocks (lamps and sky), without the noise of indirect
+bounces. With the same seed, light samples that the object does not block are identical in both renders, so
+the comparison is noise-free away from the shadow. Light that the object bounces onto the floor (brighter
+pixels) is not labelled.
 """
 
 from __future__ import annotations
@@ -115,17 +117,18 @@ def render_views(handles: SceneHandles, views, objects, settings: RenderSettings
     """
     rendered = [render_once(handles, c2w, fov, seed + k) for k, (c2w, fov) in enumerate(views)]
     if shadows:
-        # The reference only serves its (never denoised) direct-light pass: skip the denoiser there.
+        # The reference only serves its direct-light pass: no denoiser, no bounces beyond the first hit.
+        cyc = handles.scene.cycles
         hidden = [(o, o.hide_render) for o in objects]
-        denoise = handles.scene.cycles.use_denoising
+        saved = cyc.use_denoising, cyc.max_bounces
         for o, _ in hidden:
             o.hide_render = True
-        handles.scene.cycles.use_denoising = False
+        cyc.use_denoising, cyc.max_bounces = False, 0
         try:
             for k, (c2w, fov) in enumerate(views):
                 rendered[k].reference = render_once(handles, c2w, fov, seed + k).direct
         finally:
-            handles.scene.cycles.use_denoising = denoise
+            cyc.use_denoising, cyc.max_bounces = saved
             for o, state in hidden:
                 o.hide_render = state
     return [

@@ -46,6 +46,9 @@ def configure_cycles(scene, settings: RenderSettings) -> None:
     cyc.use_denoising = bool(settings.denoise)
     if settings.denoise:
         cyc.denoiser = "OPENIMAGEDENOISE"
+        # Albedo / normal guides used as they are (not denoised first: 3x less denoising work at 64x64).
+        cyc.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+        cyc.denoising_prefilter = "FAST"
     cyc.seed = 0
     cyc.max_bounces = int(settings.max_bounces)
     cyc.diffuse_bounces = min(4, int(settings.max_bounces))

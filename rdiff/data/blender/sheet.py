@@ -50,7 +50,8 @@ def contact_sheet(dataset: str | Path, out: str | Path, n: int = 32, cols: int =
     sheet = Image.new("RGB", (cols * (size + gap) + gap, rows * (size + gap) + gap), (255, 255, 255))
     for k, tile in enumerate(tiles + mask_tiles):
         r, c = (k // cols, k % cols) if k < len(tiles) else (rows - 1, k - len(tiles))
-        sheet.paste(tile.resize((size, size), Image.Resampling.NEAREST), (gap + c * (size + gap), gap + r * (size + gap)))
+        xy = (gap + c * (size + gap), gap + r * (size + gap))
+        sheet.paste(tile.resize((size, size), Image.Resampling.NEAREST), xy)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
