@@ -326,6 +326,22 @@ def test_renders_are_deterministic_resumable_and_parallel(tmp_path):
 
 
 @needs_bpy
+def test_cli_renders_a_glb_folder_and_exits_cleanly(tmp_path):
+    """A separate process: rdiff data meshes on a GLB exits with 0 (Blender's own glTF add-on would segfault
+    at exit, so GLB goes through trimesh and the OBJ importer)."""
+    import trimesh
+
+    (tmp_path / "m").mkdir()
+    trimesh.creation.box(extents=(1.0, 0.6, 1.6)).export(tmp_path / "m" / "block.glb")
+    cmd = [sys.executable, "-m", "rdiff", "data", "meshes", str(tmp_path / "m"), "--out", str(tmp_path / "out"),
+           "--views", "1", "--test-views", "1", "--size", "16", "--samples", "2", "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "wrote 1 train and 0 test scenes" in run.stdout
+    assert len(load_transforms(tmp_path / "out" / "train")) == 1
+
+
+@needs_bpy
 def test_clevr1_blender_end_to_end(tmp_path):
     from rdiff.cli import main
 

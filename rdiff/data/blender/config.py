@@ -88,10 +88,10 @@ class Style:
     floor_rgb: tuple[float, float, float] = (0.16, 0.018, 0.018)  # dark red (display ~ #6f2525)
     floor_roughness: float = 0.6
     world_rgb: tuple[float, float, float] = (0.55, 0.55, 0.58)
-    world_strength: float = 0.6
+    world_strength: float = 0.35
     lights: tuple[AreaLight, ...] = field(default_factory=lambda: (
-        AreaLight(azimuth_deg=-40.0, elevation_deg=55.0, distance=6.0, size=1.5, power=900.0),  # key
-        AreaLight(azimuth_deg=120.0, elevation_deg=35.0, distance=6.0, size=3.0, power=250.0),  # fill
+        AreaLight(azimuth_deg=-40.0, elevation_deg=55.0, distance=6.0, size=1.5, power=450.0),  # key
+        AreaLight(azimuth_deg=120.0, elevation_deg=35.0, distance=6.0, size=3.0, power=130.0),  # fill
     ))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,27 @@ def _new_objects(before: set) -> list:
     return [o for o in bpy.data.objects if o.name not in before]
 
 
+def _gltf_as_obj(path: Path, folder: Path) -> Path:
+    """Convert a glTF / GLB file to OBJ + MTL + textures with trimesh (see :func:`import_mesh_file`)."""
+    import trimesh
+
+    try:
+        scene = trimesh.load(str(path), force="scene")
+        out = folder / "model.obj"
+        scene.export(str(out))
+    except Exception as e:  # noqa: BLE001 - trimesh raises many kinds of errors on bad files
+        raise MeshImportError(f"import failed: {type(e).__name__}: {e}") from e
+    return out
+
+
 def import_mesh_file(path: str | Path, up_axis: str = "Y") -> list:
     """Import an OBJ / GLB / glTF / PLY / STL file; returns its mesh objects (others are deleted).
 
     ``up_axis`` is the file's up axis for OBJ / PLY / STL (glTF is always +Y up); Blender's importers turn it
-    into +Z. Raises :class:`MeshImportError` with the reason when nothing usable comes out.
+    into +Z. glTF / GLB files are converted to OBJ by trimesh first and read by Blender's OBJ importer, with
+    their textures packed into the scene: merely importing the modules of Blender 4.2's own glTF add-on makes
+    the process crash when it exits (a segfault freeing the add-on's classes after Python has shut down).
+    Raises :class:`MeshImportError` with the reason when nothing usable comes out.
     """
     bpy = import_bpy()
     path = Path(path)
@@ -48,11 +65,20 @@ def import_mesh_file(path: str | Path, up_axis: str = "Y") -> list:
     forward = "NEGATIVE_Z" if up_axis.upper() == "Y" else "Y"
     axes = {"forward_axis": forward, "up_axis": up_axis.upper()}
     before = {o.name for o in bpy.data.objects}
+    images_before = {i.name for i in bpy.data.images}
     try:
-        if suffix == ".obj":
+        if suffix in (".glb", ".gltf"):
+            with tempfile.TemporaryDirectory(prefix="rdiff-gltf-") as tmp:
+                result = bpy.ops.wm.obj_import(filepath=str(_gltf_as_obj(path, Path(tmp))), forward_axis="NEGATIVE_Z",
+                                               up_axis="Y")
+                for image in bpy.data.images:
+                    if image.name not in images_before and image.source == "FILE":
+                        try:
+                            image.pack()
+                        except RuntimeError:  # a texture the MTL names but that is missing
+                            pass
+        elif suffix == ".obj":
             result = bpy.ops.wm.obj_import(filepath=str(path), **axes)
-        elif suffix in (".glb", ".gltf"):
-            result = bpy.ops.import_scene.gltf(filepath=str(path))
         elif suffix == ".ply":
             result = bpy.ops.wm.ply_import(filepath=str(path), **axes)
         else:
