@@ -334,7 +334,7 @@ def test_cli_renders_a_glb_folder_and_exits_cleanly(tmp_path):
     (tmp_path / "m").mkdir()
     trimesh.creation.box(extents=(1.0, 0.6, 1.6)).export(tmp_path / "m" / "block.glb")
     cmd = [sys.executable, "-m", "rdiff", "data", "meshes", str(tmp_path / "m"), "--out", str(tmp_path / "out"),
-           "--views", "1", "--test-views", "1", "--size", "16", "--samples", "2", "--no-progress"]
+           "--views", "1", "--test-fraction", "0", "--size", "16", "--samples", "2", "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "wrote 1 train and 0 test scenes" in run.stdout
