@@ -155,7 +155,8 @@ def cmd_eval(args) -> None:
         from rdiff.sampling import InpaintSettings
 
         settings = InpaintSettings(steps=args.steps or 50, jump_length=args.jump_length, jump_n_sample=args.resample,
-                                   harmonize_t_r=None if args.no_harmonize else 0)
+                                   harmonize_t_r=None if args.no_harmonize else 0, fill_start_t=args.fill_start_t,
+                                   sampler=args.sampler)
         result = evaluate_inpainting(model, args.data, settings, max_scenes=args.max_scenes or 30, seed=args.seed)
         print(f"{result.scenes} scenes, square hole of a third of the width over the object")
     else:
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jump-length", type=int, default=1, help="inpaint: RePaint jump length")
     p.add_argument("--no-harmonize", action="store_true",
                    help="inpaint: keep the last RePaint triplane (no reconstruction of the composite)")
+    p.add_argument("--fill-start-t", type=int, default=None,
+                   help="inpaint: start from a 2D-filled image noised to this timestep (default: pure noise)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="inpaint: per-step sampler")
     p.add_argument("--max-scenes", type=int, default=None, help="at most this many scenes (inpaint default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the metrics here as JSON")

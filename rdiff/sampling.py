@@ -184,6 +184,9 @@ class InpaintSettings:
             so that the final 3D scene is fitted to the visible pixels too; ``None`` keeps the last sampling
             step's triplane (plain RePaint).
         harmonize_steps: denoising steps of that reconstruction.
+        fill_start_t: start sampling at this timestep from the image with its hole filled by a smooth 2D
+            (biharmonic) fill, noised to it, instead of from pure noise at T-1 (``None``); the model then
+            only has to correct the fill, which keeps colours and edges that pure-noise sampling loses.
     """
 
     steps: int = 50
@@ -192,6 +195,7 @@ class InpaintSettings:
     jump_n_sample: int = 1
     harmonize_t_r: int | None = 0
     harmonize_steps: int = 1
+    fill_start_t: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -200,6 +204,8 @@ class InpaintSettings:
             raise ValueError("jump_length and jump_n_sample must be >= 1")
         if self.harmonize_t_r is not None and self.harmonize_t_r < 0:
             raise ValueError("harmonize_t_r must be >= 0 (or None)")
+        if self.fill_start_t is not None and self.fill_start_t < 0:
+            raise ValueError("fill_start_t must be >= 0 (or None)")
         object.__setattr__(self, "sampler", as_sampler(self.sampler))
 
     @property
@@ -217,9 +223,14 @@ def inpaint_steps(
     settings = settings or InpaintSettings()
     images, fill = _inpaint_inputs(model, images, masks, cameras)
     g = _generator(seed, images.device)
-    start = model.diffusion.timesteps - 1
-    x_t = _randn(images, g)
     known_mask = 1.0 - fill
+    if settings.fill_start_t is None:
+        start = model.diffusion.timesteps - 1
+        x_t = _randn(images, g)
+    else:
+        start = settings.fill_start_t
+        model.diffusion.check_timestep(start)
+        x_t = model.diffusion.q_sample(smooth_fill(images, fill), start, _randn(images, g))
     loop = denoise_steps(model, x_t, start, cameras, settings.steps, settings.sampler, g, images, known_mask,
                          settings.jump_length, settings.jump_n_sample)
     if settings.harmonize_t_r is None:
@@ -235,6 +246,18 @@ def inpaint_steps(
     x_h = model.diffusion.q_sample(composite, settings.harmonize_t_r, _randn(composite, g))
     for step in denoise_steps(model, x_h, settings.harmonize_t_r, cameras, settings.harmonize_steps, "ddim", g):
         yield replace(step, index=last.index + step.index, total=last.total + extra)
+
+
+def smooth_fill(images: Tensor, fill: Tensor) -> Tensor:
+    """``images (B, 3, M, M)`` with the pixels where ``fill (B, 1, M, M)`` is 1 replaced by a biharmonic 2D fill."""
+    from skimage.restoration import inpaint_biharmonic
+
+    out = images.detach().cpu().double().numpy().copy()
+    holes = fill[:, 0].detach().cpu().numpy() > 0.5
+    for i in range(out.shape[0]):
+        if holes[i].any() and not holes[i].all():
+            out[i] = inpaint_biharmonic(out[i].transpose(1, 2, 0), holes[i], channel_axis=-1).transpose(2, 0, 1)
+    return torch.from_numpy(out).to(images)
 
 
 def _inpaint_inputs(model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:

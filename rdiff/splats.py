@@ -1,0 +1,159 @@
+"""3D Gaussian splats baked from a scene's density and colour field, for orbiting in any splat viewer.
+
+One Gaussian per occupied cell of a regular grid over the scene box: centred on the cell, isotropic with a
+standard deviation of ``sigma_cells`` cell widths, its colour the field's colour there and its opacity
+``1 - exp(-density * cell)`` (the volume renderer's alpha for a step of one cell). Written as the vanilla
+3DGS ``.ply`` (x y z, f_dc_0..2, opacity, scale_0..2, rot_0..3; opacity as a logit, scales as logs, colour
+as degree-0 spherical harmonics), which ``gr.Model3D`` and other splat viewers open, so a result can be
+spun in the browser with no server work per frame. :func:`render_splats` rasterises them for checking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rdiff.cameras import Cameras
+
+if TYPE_CHECKING:
+    from rdiff.scene import Scene
+
+#: Degree-0 spherical-harmonic constant: colour = 0.5 + SH_C0 * f_dc.
+SH_C0 = 0.28209479177387814
+PLY_FIELDS = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+              "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
+
+
+@dataclass
+class Splats:
+    """Isotropic Gaussians in world space: means ``(N, 3)``, rgb ``(N, 3)`` in [0, 1], opacity ``(N,)`` in
+    (0, 1), scale ``(N,)`` (standard deviation, scene units)."""
+
+    means: np.ndarray
+    rgb: np.ndarray
+    opacity: np.ndarray
+    scale: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+
+def bake_splats(scene: "Scene", resolution: int = 64, min_opacity: float = 0.05, sigma_cells: float = 0.6,
+                max_splats: int = 200_000) -> Splats:
+    """Gaussians for the cells of a ``resolution^3`` grid whose one-cell opacity is at least ``min_opacity``.
+
+    Raises ``ValueError`` when no cell is that opaque (an empty scene) or the resolution is out of range.
+    """
+    if not 8 <= resolution <= 256:
+        raise ValueError("splat grid resolution must be between 8 and 256")
+    b = scene.model.config.scene_bound
+    cell = 2 * b / resolution
+    axis = torch.linspace(-b + cell / 2, b - cell / 2, resolution, device=scene.model.device)
+    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
+    planes = scene.planes.to(scene.model.device)[None]
+    keep_pts, keep_rgb, keep_alpha = [], [], []
+    with torch.inference_mode():
+        for i in range(0, pts.shape[1], 65536):
+            chunk = pts[:, i : i + 65536]
+            density, rgb = scene.model.field(planes, chunk)
+            alpha = 1 - torch.exp(-density[0].float() * cell)
+            sel = alpha >= min_opacity
+            keep_pts.append(chunk[0][sel].float().cpu())
+            keep_rgb.append(rgb[0][sel].float().cpu())
+            keep_alpha.append(alpha[sel].cpu())
+    local = torch.cat(keep_pts)
+    if local.shape[0] == 0:
+        raise ValueError(f"no grid cell reaches opacity {min_opacity}: the scene is empty")
+    alpha = torch.cat(keep_alpha)
+    rgb = torch.cat(keep_rgb).clamp(0, 1)
+    if local.shape[0] > max_splats:  # keep the most opaque
+        top = torch.topk(alpha, max_splats).indices
+        local, alpha, rgb = local[top], alpha[top], rgb[top]
+    world = local @ scene.frame.T  # triplane frame -> world
+    n = world.shape[0]
+    return Splats(means=world.numpy().astype(np.float32), rgb=rgb.numpy().astype(np.float32),
+                  opacity=alpha.clamp(1e-4, 1 - 1e-4).numpy().astype(np.float32),
+                  scale=np.full(n, sigma_cells * cell, np.float32))
+
+
+def write_splat_ply(splats: Splats, path: str | Path) -> Path:
+    """Write the vanilla 3DGS binary little-endian ``.ply``."""
+    path = Path(path)
+    n = len(splats)
+    data = np.zeros(n, dtype=[(name, "<f4") for name in PLY_FIELDS])
+    data["x"], data["y"], data["z"] = splats.means.T
+    dc = (splats.rgb - 0.5) / SH_C0
+    data["f_dc_0"], data["f_dc_1"], data["f_dc_2"] = dc.T
+    op = np.clip(splats.opacity, 1e-6, 1 - 1e-6)
+    data["opacity"] = np.log(op / (1 - op))
+    log_s = np.log(splats.scale)
+    data["scale_0"] = data["scale_1"] = data["scale_2"] = log_s
+    data["rot_0"] = 1.0  # identity quaternion (w, x, y, z)
+    header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}",
+                        *(f"property float {name}" for name in PLY_FIELDS), "end_header"]) + "\n"
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(data.tobytes())
+    return path
+
+
+def read_splat_ply(path: str | Path) -> Splats:
+    """Read a ``.ply`` written by :func:`write_splat_ply` (or any 3DGS file with these float fields)."""
+    raw = Path(path).read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    lines = raw[:end].decode("ascii").splitlines()
+    if lines[0] != "ply" or "binary_little_endian" not in lines[1]:
+        raise ValueError(f"{path}: not a binary little-endian PLY")
+    n = int(next(ln.split()[2] for ln in lines if ln.startswith("element vertex")))
+    names = [ln.split()[2] for ln in lines if ln.startswith("property float")]
+    data = np.frombuffer(raw[end:], dtype=[(name, "<f4") for name in names], count=n)
+    missing = [f for f in PLY_FIELDS if f not in names]
+    if missing:
+        raise ValueError(f"{path}: missing 3DGS fields {missing}")
+    rgb = np.stack([data[f"f_dc_{i}"] for i in range(3)], -1) * SH_C0 + 0.5
+    return Splats(means=np.stack([data["x"], data["y"], data["z"]], -1).astype(np.float32),
+                  rgb=np.clip(rgb, 0, 1).astype(np.float32),
+                  opacity=(1 / (1 + np.exp(-data["opacity"]))).astype(np.float32),
+                  scale=np.exp(data["scale_0"]).astype(np.float32))
+
+
+def render_splats(splats: Splats, camera: Cameras, size: int, background: tuple[float, float, float] | Tensor,
+                  chunk: int = 4096) -> np.ndarray:
+    """Rasterise isotropic splats from one camera: ``(size, size, 3)`` float in [0, 1], front-to-back
+    alpha compositing (as 3DGS viewers draw them), for comparing a splat file with the volume renders."""
+    c2w = camera.c2w[0].double()
+    w2c = torch.linalg.inv(c2w)
+    means = torch.from_numpy(splats.means).double()
+    cam = means @ w2c[:3, :3].T + w2c[:3, 3]
+    depth = -cam[:, 2]  # the camera looks down -Z
+    front = depth > 1e-3
+    f = (size / 2) / math.tan(float(camera.fov_x[0]) / 2)
+    u = f * cam[:, 0] / depth + size / 2  # pixel coordinates, x right
+    v = -f * cam[:, 1] / depth + size / 2  # y down
+    radius_px = f * torch.from_numpy(splats.scale).double() / depth.clamp_min(1e-3)
+    order = torch.argsort(torch.where(front, depth, torch.full_like(depth, float("inf"))))
+    order = order[front[order]]
+    px = torch.arange(size, dtype=torch.float64) + 0.5
+    gx, gy = torch.meshgrid(px, px, indexing="xy")
+    gx, gy = gx.reshape(-1), gy.reshape(-1)
+    colour = torch.zeros(size * size, 3, dtype=torch.float64)
+    trans = torch.ones(size * size, dtype=torch.float64)
+    rgb = torch.from_numpy(splats.rgb).double()
+    op = torch.from_numpy(splats.opacity).double()
+    for i in range(0, order.numel(), chunk):
+        idx = order[i : i + chunk]
+        d2 = (gx[None] - u[idx, None]) ** 2 + (gy[None] - v[idx, None]) ** 2
+        a = (op[idx, None] * torch.exp(-0.5 * d2 / radius_px[idx, None] ** 2)).clamp(max=0.99)
+        # transmittance before each splat of the chunk, then through the whole chunk
+        before = trans[None] * torch.cumprod(torch.cat([torch.ones_like(a[:1]), 1 - a[:-1]]), 0)
+        colour += (before * a).T @ rgb[idx]
+        trans = before[-1] * (1 - a[-1])
+    bg = torch.as_tensor(background).detach().double().reshape(1, 3)
+    out = colour + trans[:, None] * bg
+    return out.reshape(size, size, 3).clamp(0, 1).float().numpy()
