@@ -43,7 +43,7 @@ def _gltf_as_obj(path: Path, folder: Path) -> Path:
         scene = trimesh.load(str(path), force="scene")
         out = folder / "model.obj"
         scene.export(str(out))
-    except Exception as e:  # noqa: BLE001 - trimesh raises many kinds of errors on bad files
+    except Exception as e:  # trimesh raises many kinds of errors on bad files
         raise MeshImportError(f"import failed: {type(e).__name__}: {e}") from e
     return out
 
