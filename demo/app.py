@@ -46,6 +46,7 @@ from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, Model
 from demo.models import ModelRegistry
 from demo.results import OutputStore
 from rdiff.config import RenderDiffusionConfig
+from rdiff.sampling import InpaintSettings
 
 log = logging.getLogger("rdiff.demo")
 
@@ -116,6 +117,7 @@ class ResultPanel:
     notes: gr.Markdown
     state: gr.State
     model3d: gr.Model3D  # not in PANEL_FIELDS: filled by show_mesh() after each update
+    splats3d: gr.Model3D  # likewise: the Gaussian splats, orbited in the browser
 
     @classmethod
     def build(cls, name: str) -> "ResultPanel":
@@ -136,12 +138,14 @@ class ResultPanel:
             video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280)
             plot = gr.Plot(label="Interactive 3D view (drag to rotate)")
         with gr.Row():
+            splats3d = gr.Model3D(label="3D Gaussian splats (drag to orbit: runs in your browser)", interactive=False,
+                                  height=280, scale=3, elem_id=f"{name}-splats")
             model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3)
             with gr.Column(scale=2, min_width=200):
                 mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
                 gr.Markdown("The mesh is the density iso-surface (marching cubes), coloured by the field's colour; "
                             "the download is the same GLB (+Y up).")
-        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d)
+        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -153,8 +157,9 @@ class ResultPanel:
         return [self.depth, self.orbit, self.video, self.plot]
 
     def show_mesh(self, event: Any, handlers: Handlers) -> None:
-        """After ``event`` succeeds, show the scene's GLB in the Model3D viewer."""
+        """After ``event`` succeeds, show the scene's GLB and its Gaussian splats in the Model3D viewers."""
         event.success(handlers.mesh, self.state, self.model3d, api_visibility="private", queue=False)
+        event.success(handlers.splats, self.state, self.splats3d, api_visibility="private", queue=False)
 
     def wire_orbit(self, handlers: Handlers, api_name: str) -> None:
         gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
@@ -262,7 +267,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     with inp_examples:
                         _examples("inpaint", inp_editor, inp_cam, examples)
                     with gr.Row():
-                        inp_steps = gr.Slider(2, 250, value=50, step=1, label="Denoising steps")
+                        inp_steps = gr.Slider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
                         inp_resample = gr.Slider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
                                                  info="re-noise and repeat each step; more = more coherent, slower")
                     inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)

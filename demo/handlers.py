@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import gradio as gr
@@ -190,6 +190,13 @@ class Handlers:
         mesh = state.files[state.selected].mesh
         return str(mesh) if mesh else None
 
+    def splats(self, state: ResultState | None) -> str | None:
+        """The Gaussian-splat .ply of the shown scene (for ``gr.Model3D``: orbit in the browser), or None."""
+        if state is None or state.selected not in state.files:
+            return None
+        splat = state.files[state.selected].splat
+        return str(splat) if splat else None
+
     def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> np.ndarray | None:
         """Re-render the cached scene from a new viewpoint (no diffusion)."""
         if state is None:
@@ -220,8 +227,8 @@ class Handlers:
             model, notes = self._model(source)
             image, mask = editor_image_and_mask(editor, model.config.image_size)
             cams = camera(azimuth, elevation, radius, fov)
-            settings = InpaintSettings(steps=_int(steps, "steps", 1, MAX_STEPS),
-                                       jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
+            settings = replace(InpaintSettings(), steps=_int(steps, "steps", 1, MAX_STEPS),
+                               jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
             loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))
             known = (image[None] + 1) / 2
             fill = (mask[None, None] > 0.5).float()

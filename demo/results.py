@@ -26,11 +26,13 @@ import torch
 from PIL import Image
 
 from rdiff.scene import Scene, write_mesh
+from rdiff.splats import bake_splats, write_splat_ply
 from rdiff.visualize import depth_image, mesh_figure, to_uint8
 
 TURNTABLE_FRAMES = 36
 TURNTABLE_FPS = 12
 MESH_RESOLUTION = 64
+SPLAT_RESOLUTION = 64  # one Gaussian per occupied cell of this grid
 PREVIEW_SCALE = 2  # the orbit preview renders at this multiple of the model's image size
 DISPLAY_SIZE = 256  # small images are enlarged (nearest neighbour, whole factor) to about this size for display
 FALLBACK_QUANTILE = 0.9  # iso-level used when the density never reaches the default threshold
@@ -74,6 +76,7 @@ class SceneFiles:
     mesh: Path | None
     figure: Any  # plotly Figure
     notes: list[str] = field(default_factory=list)
+    splat: Path | None = None  # 3D Gaussian splat .ply (orbited in the browser, no server work per frame)
 
 
 @dataclass
@@ -169,15 +172,20 @@ def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | Non
     depth = save_png(depth_image(scene), out_dir / f"{stem}_depth.png")
     report(1, "Rendering the turntable video")
     video = scene.save_video(out_dir / f"{stem}_turntable.mp4", n=frames, fps=TURNTABLE_FPS)
-    report(2, "Extracting the mesh")
+    report(2, "Extracting the mesh and the splats")
     mesh, note = scene_mesh(scene, mesh_resolution)
     notes = [note] if note else []
+    try:
+        splat = write_splat_ply(bake_splats(scene, SPLAT_RESOLUTION), out_dir / f"{stem}_splats.ply")
+    except ValueError as e:  # an empty scene
+        splat = None
+        notes.append(f"No Gaussian splats: {e}.")
     if mesh is None:
-        return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes)
+        return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes, splat)
     path = out_dir / f"{stem}_mesh.glb"
     write_mesh(mesh, path)
     report(3, "Done")
-    return SceneFiles(depth, video, path, mesh_figure(mesh), notes)
+    return SceneFiles(depth, video, path, mesh_figure(mesh), notes, splat)
 
 
 def make_state(task: str, images: torch.Tensor, scenes: list[Scene], out_dir: Path, notes: list[str]) -> ResultState:

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 from tqdm.auto import tqdm
@@ -14,6 +14,9 @@ from tqdm.auto import tqdm
 from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.model import CheckpointError
 from rdiff.preprocess import InputError
+
+if TYPE_CHECKING:
+    from rdiff.sampling import InpaintSettings
 
 
 def _progress(desc: str):
@@ -93,16 +96,49 @@ def cmd_reconstruct(args) -> list[Path]:
     return _save_result(result, Path(args.out), Path(args.image).stem, args)
 
 
+def inpaint_settings(args) -> InpaintSettings:
+    """InpaintSettings from the command line: every option left unset keeps the library default."""
+    from dataclasses import replace
+
+    from rdiff.sampling import InpaintSettings
+
+    base = InpaintSettings()
+    fill_start = base.fill_start
+    if args.fill_start is not None:
+        fill_start = None if args.fill_start <= 0 else args.fill_start
+    return replace(
+        base,
+        steps=args.steps or base.steps,
+        sampler=args.sampler or base.sampler,
+        jump_length=args.jump_length or base.jump_length,
+        jump_n_sample=args.resample or base.jump_n_sample,
+        harmonize_t_r=None if args.no_harmonize else base.harmonize_t_r,
+        fill_start=fill_start,
+    )
+
+
+def _add_inpaint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resample", type=int, default=None,
+                   help="RePaint jump_n_sample: each region of the schedule is denoised this many times (default 1)")
+    p.add_argument("--jump-length", type=int, default=None, help="RePaint jump length in sampling steps (default 1)")
+    p.add_argument("--fill-start", type=float, default=None,
+                   help="start from the image with a 2D (biharmonic) fill noised to this fraction of the schedule "
+                        "(default 0.2, t = 200 of 1000); 0: from pure noise (plain RePaint)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help="per-step sampler")
+    p.add_argument("--no-harmonize", action="store_true",
+                   help="keep the last sampling step's triplane (no reconstruction of the composite)")
+
+
 def cmd_inpaint(args) -> list[Path]:
     from rdiff.preprocess import open_image, prepare_image, prepare_mask
-    from rdiff.sampling import InpaintSettings, inpaint
+    from rdiff.sampling import inpaint
 
     model = _load(args)
     m = model.config.image_size
     src = open_image(args.image)
     image = prepare_image(src, m)
     mask = prepare_mask(open_image(args.mask), m, image_size=src.size)
-    settings = InpaintSettings(steps=args.steps or 50, jump_length=args.jump_length, jump_n_sample=args.resample)
+    settings = inpaint_settings(args)
     result = inpaint(model, image, mask[None], _camera(model, args), settings, seed=args.seed,
                      progress=_progress("inpaint"))
     return _save_result(result, Path(args.out), Path(args.image).stem + "_inpainted", args)
@@ -152,11 +188,8 @@ def cmd_eval(args) -> None:
     model = load_model(args.checkpoint, fallback=None).model
     if args.task == "inpaint":
         from rdiff.evaluation.inpainting import evaluate_inpainting
-        from rdiff.sampling import InpaintSettings
 
-        settings = InpaintSettings(steps=args.steps or 50, jump_length=args.jump_length, jump_n_sample=args.resample,
-                                   harmonize_t_r=None if args.no_harmonize else 0, fill_start_t=args.fill_start_t,
-                                   sampler=args.sampler)
+        settings = inpaint_settings(args)
         result = evaluate_inpainting(model, args.data, settings, max_scenes=args.max_scenes or 30, seed=args.seed)
         print(f"{result.scenes} scenes, square hole of a third of the width over the object")
     else:
@@ -197,9 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inpaint", help="3D-aware inpainting (mask: white/opaque = fill in)")
     p.add_argument("image")
     p.add_argument("mask")
-    p.add_argument("--resample", type=int, default=1,
-                   help="RePaint jump_n_sample: each region of the schedule is denoised this many times")
-    p.add_argument("--jump-length", type=int, default=1, help="RePaint jump length (in sampling steps)")
+    _add_inpaint_args(p)
     _add_model_args(p)
     _add_camera_args(p)
     p.set_defaults(func=cmd_inpaint)
@@ -228,14 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="folder with transforms.json (scenes with several views)")
     p.add_argument("--tr", default="0", help="comma-separated reconstruction timesteps, e.g. 0,40")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: 50)")
-    p.add_argument("--resample", type=int, default=1, help="inpaint: RePaint jump_n_sample")
-    p.add_argument("--jump-length", type=int, default=1, help="inpaint: RePaint jump length")
-    p.add_argument("--no-harmonize", action="store_true",
-                   help="inpaint: keep the last RePaint triplane (no reconstruction of the composite)")
-    p.add_argument("--fill-start-t", type=int, default=None,
-                   help="inpaint: start from a 2D-filled image noised to this timestep (default: pure noise)")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="inpaint: per-step sampler")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: its default)")
+    _add_inpaint_args(p)
     p.add_argument("--max-scenes", type=int, default=None, help="at most this many scenes (inpaint default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the metrics here as JSON")

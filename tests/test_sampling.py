@@ -325,3 +325,28 @@ def test_one_scene_renders_correctly_from_several_threads_at_once():
         got = list(pool.map(render, range(32)))
     for i, rgb in enumerate(got):
         assert np.array_equal(rgb, expected[i % len(views)]), f"render {i} differs from its sequential render"
+
+
+def test_fill_start_begins_part_way_down_from_the_2d_fill(counted):
+    model, calls = counted
+    settings = InpaintSettings(steps=5, fill_start=0.3, harmonize_t_r=None)
+    steps = list(inpaint_steps(model, _images(), _mask(), _cams(), settings, seed=0))
+    assert steps[0].t == round(0.3 * model.diffusion.timesteps) and steps[-1].t == 0
+    # the starting x_t is the smooth fill (not noise) plus a little noise: close to the image outside the hole
+    x_t, images = steps[0].x_t, _images()
+    known = (_mask() == 0)[:, None].expand_as(images)
+    ab = float(model.diffusion.alpha_bar[steps[0].t])
+    expected = ab**0.5 * images
+    assert (x_t - expected)[known].std() < 1.1 * (1 - ab) ** 0.5
+    with pytest.raises(ValueError, match="fill_start"):
+        InpaintSettings(fill_start=1.5)
+
+
+def test_smooth_fill_only_changes_the_hole():
+    from rdiff.sampling import smooth_fill
+
+    images = _images()
+    fill = _mask()[:, None]
+    out = smooth_fill(images, fill)
+    assert torch.equal(out[fill.expand_as(out) == 0], images[fill.expand_as(images) == 0])
+    assert not torch.equal(out, images)
