@@ -203,7 +203,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
     store = store or OutputStore()
     concurrency = concurrency or int(os.environ.get("RDIFF_CONCURRENCY", "1"))
     examples = load_examples(ASSETS) if examples is None else examples
-    handlers = Handlers(registry, store)
+    handlers = Handlers(registry, store, concurrent_jobs=concurrency)
 
     try:
         info = handlers.model_info(registry.default_source)

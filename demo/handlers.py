@@ -37,6 +37,7 @@ from rdiff.config import RenderDiffusionConfig
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
 from rdiff.sampling import InpaintSettings, Step, generate_steps, inpaint_steps, reconstruct_steps
+from rdiff.threads import configure_threads
 from rdiff.visualize import to_uint8
 from rdiff.scene import Scene
 
@@ -153,10 +154,12 @@ def _strip(x: torch.Tensor) -> np.ndarray:
 class Handlers:
     """All event handlers of the app, sharing one model registry and one output store."""
 
-    def __init__(self, registry: ModelRegistry, store: OutputStore, preview_interval_s: float = 0.5) -> None:
+    def __init__(self, registry: ModelRegistry, store: OutputStore, preview_interval_s: float = 0.5,
+                 concurrent_jobs: int = 1) -> None:
         self.registry = registry
         self.store = store
         self.preview_interval_s = preview_interval_s
+        self.concurrent_jobs = concurrent_jobs  # diffusion jobs at once: each gets its share of the idle cores
 
     # ------------------------------------------------------------------------------- models
     def model_info(self, source: str | None, reload: bool = False) -> ModelInfo:
@@ -264,6 +267,7 @@ class Handlers:
              progress: ProgressFn, stop: StopFlag | None = None, known: torch.Tensor | None = None,
              fill: torch.Tensor | None = None) -> Iterator[tuple]:
         """Drive a step generator: progress per step, throttled x0 previews, then the full result."""
+        configure_threads(None, self.concurrent_jobs)  # from the load now: busy machines get 1 thread
         if stop is not None:
             stop.requested = False  # a Stop clicked before this run started does not count
         progress((0, None), desc="Denoising")

@@ -40,6 +40,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=36, help="turntable frames")
     p.add_argument("--mesh-format", default="glb", choices=["glb", "obj", "ply"])
     p.add_argument("--mesh-resolution", type=int, default=64)
+    _add_threads_arg(p)
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the cores the current load leaves idle, at least 1)")
 
 
 def _add_camera_args(p: argparse.ArgumentParser) -> None:
@@ -262,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: its default)")
     _add_inpaint_args(p)
     p.add_argument("--max-scenes", type=int, default=None, help="at most this many scenes (inpaint default 30)")
+    _add_threads_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the metrics here as JSON")
     p.set_defaults(func=cmd_eval)
@@ -284,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("reconstruct", "inpaint", "generate", "eval"):
+        from rdiff.threads import configure_threads
+
+        configure_threads(args.threads)
     try:
         written = args.func(args)
     except (InputError, CheckpointError, ValueError, FileNotFoundError) as e:
