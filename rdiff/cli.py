@@ -129,7 +129,7 @@ def _add_inpaint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jump-length", type=int, default=None, help="RePaint jump length in sampling steps (default 1)")
     p.add_argument("--fill-start", type=float, default=None,
                    help="start from the image with a 2D (biharmonic) fill noised to this fraction of the schedule "
-                        "(default 0.2, t = 200 of 1000); 0: from pure noise (plain RePaint)")
+                        "(default 0.1, t = 100 of 1000); 0: from pure noise (plain RePaint)")
     p.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help="per-step sampler")
     p.add_argument("--no-harmonize", action="store_true",
                    help="keep the last sampling step's triplane (no reconstruction of the composite)")

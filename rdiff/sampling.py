@@ -177,7 +177,7 @@ class InpaintSettings:
     """How :func:`inpaint` samples.
 
     The defaults are the measured best on CLEVR1 (``rdiff eval --task inpaint``, docs/inpainting.md): start
-    from a 2D fill noised to t = 200 of 1000, 20 DDIM steps, then fit the triplane to the composite.
+    from a 2D fill noised to t = 100 of 1000, 10 DDIM steps, then fit the triplane to the composite.
 
     Attributes:
         steps: respaced denoising timesteps from T-1 to 0.
@@ -187,19 +187,19 @@ class InpaintSettings:
             so that the final 3D scene is fitted to the visible pixels too; ``None`` keeps the last sampling
             step's triplane (plain RePaint).
         harmonize_steps: denoising steps of that reconstruction.
-        fill_start: start sampling part-way down the schedule, at ``t = round(fill_start * T)`` (0.2: t = 200
+        fill_start: start sampling part-way down the schedule, at ``t = round(fill_start * T)`` (0.1: t = 100
             of 1000), from the image with its hole filled by a smooth 2D (biharmonic) fill noised to that t,
             instead of from pure noise at T-1 (``None``); the model then only has to correct the fill, which
             keeps the colours and edges that sampling from pure noise loses.
     """
 
-    steps: int = 20
+    steps: int = 10
     sampler: Sampler | str = "ddim"
     jump_length: int = 1
     jump_n_sample: int = 1
     harmonize_t_r: int | None = 0
     harmonize_steps: int = 1
-    fill_start: float | None = 0.2
+    fill_start: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.steps < 1:
