@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-
 from bench_render import median_ms, write_report  # noqa: E402
+
 from rdiff import RenderDiffusion  # noqa: E402
 from rdiff.cameras import orbit_cameras  # noqa: E402
 from rdiff.sampling import reconstruct  # noqa: E402

@@ -81,7 +81,7 @@ class CameraSliders:
     fov: gr.Slider
 
     @classmethod
-    def build(cls, config: RenderDiffusionConfig) -> "CameraSliders":
+    def build(cls, config: RenderDiffusionConfig) -> CameraSliders:
         with gr.Accordion("Input camera (must match the photo's viewpoint)", open=True):
             with gr.Row():
                 az = gr.Slider(0, 360, value=config.default_azimuth % 360, step=1, label="Azimuth (°)")
@@ -120,7 +120,7 @@ class ResultPanel:
     splats3d: gr.Model3D  # likewise: the Gaussian splats, orbited in the browser
 
     @classmethod
-    def build(cls, name: str) -> "ResultPanel":
+    def build(cls, name: str) -> ResultPanel:
         state = gr.State(None, time_to_live=STATE_TTL_S)
         notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes")
         with gr.Row(equal_height=True):

@@ -41,7 +41,8 @@ class CheckedImage(gr.Image):
             path = getattr(payload, "path", None)
             if self.type == "filepath" and path:
                 return str(path)  # open_image() in the handler explains what is wrong
-            raise input_error(path, "this file is not a readable image (PNG, JPEG, WebP, ...) or it is corrupt")
+            message = "this file is not a readable image (PNG, JPEG, WebP, ...) or it is corrupt"
+            raise input_error(path, message) from None
 
 
 class CheckedEditor(gr.ImageEditor):
@@ -57,4 +58,4 @@ class CheckedEditor(gr.ImageEditor):
         except Exception:  # noqa: BLE001
             bg = getattr(payload, "background", None)
             raise input_error(getattr(bg, "path", None),
-                              "the image or the painted mask could not be read (corrupt or not an image)")
+                              "the image or the painted mask could not be read (corrupt or not an image)") from None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -26,20 +27,20 @@ from demo.results import (
     DISPLAY_SIZE,
     OutputStore,
     ResultState,
+    enlarge,
     ensure_files,
     make_state,
     notes_markdown,
     orbit_image,
-    enlarge,
 )
 from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.config import RenderDiffusionConfig
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
 from rdiff.sampling import InpaintSettings, Step, generate_steps, inpaint_steps, reconstruct_steps
+from rdiff.scene import Scene
 from rdiff.threads import configure_threads
 from rdiff.visualize import to_uint8
-from rdiff.scene import Scene
 
 log = logging.getLogger("rdiff.demo")
 

@@ -8,8 +8,8 @@ All functions are batched: ``Cameras`` holds ``B`` cameras.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -45,7 +45,7 @@ class Cameras:
     def __len__(self) -> int:
         return self.c2w.shape[0]
 
-    def __getitem__(self, index: int | slice | Tensor) -> "Cameras":
+    def __getitem__(self, index: int | slice | Tensor) -> Cameras:
         if isinstance(index, int):
             index = slice(index, index + 1)
         return Cameras(self.c2w[index], self.fov_x[index])
@@ -59,11 +59,11 @@ class Cameras:
         """``(B, 3)`` camera centres in world space."""
         return self.c2w[:, :3, 3]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Cameras":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Cameras:
         return Cameras(self.c2w.to(device=device, dtype=dtype), self.fov_x.to(device=device, dtype=dtype))
 
     @staticmethod
-    def cat(cameras: Sequence["Cameras"]) -> "Cameras":
+    def cat(cameras: Sequence[Cameras]) -> Cameras:
         return Cameras(torch.cat([c.c2w for c in cameras]), torch.cat([c.fov_x for c in cameras]))
 
     def focal(self, width: int) -> Tensor:

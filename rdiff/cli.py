@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from tqdm.auto import tqdm
@@ -223,7 +224,8 @@ def cmd_data(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rdiff", description="RenderDiffusion: 3D reconstruction, inpainting, generation")
+    parser = argparse.ArgumentParser(prog="rdiff",
+                                     description="RenderDiffusion: 3D reconstruction, inpainting, generation")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("reconstruct", help="3D reconstruction from one image")

@@ -82,7 +82,7 @@ class RenderDiffusionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RenderDiffusionConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RenderDiffusionConfig:
         """Build from a dict, rejecting unknown keys (a sign of a mismatched checkpoint)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

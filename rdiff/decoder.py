@@ -102,7 +102,9 @@ class TriplaneField(nn.Module):
 FeatureMajorLayer = tuple[Tensor, Tensor | None]  # (weight (out, in), bias (out, 1) or None)
 
 
-def feature_major_layers(dec: TriplaneDecoder, dtype: torch.dtype) -> tuple[list[FeatureMajorLayer], Tensor, Tensor | None]:
+def feature_major_layers(
+    dec: TriplaneDecoder, dtype: torch.dtype
+) -> tuple[list[FeatureMajorLayer], Tensor, Tensor | None]:
     """The decoder's layers as feature-major ``(weight, bias or None)`` pairs, most biases folded away.
 
     The first hidden layer gets one extra output row whose pre-activation is the constant ``c``; after

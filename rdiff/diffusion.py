@@ -82,7 +82,9 @@ class GaussianDiffusion:
         ratio = self._ab(t) / self._ab(s)
         return self._cast(ratio.sqrt(), x_s) * x_s + self._cast((1 - ratio).sqrt(), x_s) * noise
 
-    def posterior(self, x0: Tensor, x_t: Tensor, t: Tensor | int, s: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
+    def posterior(
+        self, x0: Tensor, x_t: Tensor, t: Tensor | int, s: Tensor | int | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Mean and variance of ``q(x_s | x_t, x0)`` (``s`` defaults to ``t - 1``); coefficients in float64."""
         t = torch.as_tensor(t)
         s = t - 1 if s is None else torch.as_tensor(s)

@@ -68,7 +68,8 @@ def load_model(
                 raise
             if offline:
                 raise CheckpointError(
-                    f"could not load model {target!r}: the Hugging Face Hub is unreachable and it is not in the local cache"
+                    f"could not load model {target!r}: the Hugging Face Hub is unreachable and it is not in the "
+                    "local cache"
                 ) from e
             raise CheckpointError(f"could not load model {target!r}: {type(e).__name__}: {e}") from e
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__

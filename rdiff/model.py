@@ -174,7 +174,8 @@ class RenderDiffusion(
         """``n`` copies of the config's default viewpoint (used for generation)."""
         c = self.config
         az = c.default_azimuth if azimuth_deg is None else azimuth_deg
-        return orbit_cameras([az] * n, [c.default_elevation] * n, [c.default_radius] * n, c.default_fov_x).to(self.device)
+        cams = orbit_cameras([az] * n, [c.default_elevation] * n, [c.default_radius] * n, c.default_fov_x)
+        return cams.to(self.device)
 
     @property
     def device(self) -> torch.device:
@@ -199,7 +200,7 @@ class RenderDiffusion(
         revision: str | None = None,
         map_location: str = "cpu",
         **_: Any,
-    ) -> "RenderDiffusion":
+    ) -> RenderDiffusion:
         """Load a checkpoint folder or Hub repo (config.json + model.safetensors) strictly.
 
         Safetensors only, never pickle; bad files raise :class:`CheckpointError`. Replaces the mixin's
@@ -264,7 +265,8 @@ def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_locat
             parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+            got, want = tuple(state[k].shape), tuple(expected[k].shape)
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {got} vs {want})")
         if wrong_dtype:
             k = wrong_dtype[0]
             parts.append(f"{len(wrong_dtype)} dtype mismatches (e.g. {k}: {state[k].dtype} vs {expected[k].dtype})")

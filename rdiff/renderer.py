@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,9 @@ def ray_box_intersection(origins: Tensor, dirs: Tensor, bound: float) -> tuple[T
     return torch.where(hit, near, zero), torch.where(hit, far, zero), hit
 
 
-def stratified_samples(near: Tensor, far: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
+def stratified_samples(
+    near: Tensor, far: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None
+) -> Tensor:
     """``n`` sorted distances per ray in ``[near, far]``, one per equal bin (jittered when ``perturb``)."""
     steps = torch.arange(n, device=near.device, dtype=near.dtype)
     if perturb:
@@ -46,7 +48,9 @@ def stratified_samples(near: Tensor, far: Tensor, n: int, perturb: bool, generat
     return near[..., None] + (far - near)[..., None] * (steps + u) / n
 
 
-def sample_pdf(bins: Tensor, weights: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
+def sample_pdf(
+    bins: Tensor, weights: Tensor, n: int, perturb: bool, generator: torch.Generator | None = None
+) -> Tensor:
     """Inverse-transform sampling of ``n`` distances from the piecewise-constant pdf ``weights`` over ``bins``.
 
     Args:

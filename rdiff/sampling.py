@@ -11,8 +11,8 @@ wrappers run it to the end and return a :class:`SampleResult`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -145,7 +145,8 @@ def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progres
             progress(step.index, step.total)
     assert last is not None
     images = ((last.x0 + 1) / 2).clamp(0, 1)
-    scenes = [Scene(model, last.planes[i].clone(), cameras[i].to("cpu"), last.frames[i].cpu()) for i in range(images.shape[0])]
+    scenes = [Scene(model, last.planes[i].clone(), cameras[i].to("cpu"), last.frames[i].cpu())
+              for i in range(images.shape[0])]
     return SampleResult(images=images, scenes=scenes)
 
 

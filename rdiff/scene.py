@@ -23,7 +23,7 @@ MESH_FORMATS = (".glb", ".obj", ".ply")
 DEFAULT_MESH_DENSITY = 2.5
 
 
-def write_mesh(mesh: "trimesh.Trimesh", path: str | Path) -> Path:
+def write_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
     """Write a +Z-up mesh as GLB, OBJ or PLY. GLB (glTF) is +Y up by specification, so it is rotated."""
     import trimesh
 
@@ -49,7 +49,7 @@ class View:
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run."""
 
-    def __init__(self, model: "RenderDiffusion", planes: Tensor, camera: Cameras, frame: Tensor | None = None) -> None:
+    def __init__(self, model: RenderDiffusion, planes: Tensor, camera: Cameras, frame: Tensor | None = None) -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
         self.model = model
@@ -86,13 +86,17 @@ class Scene:
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
 
-    def view(self, azimuth_deg: float, elevation_deg: float, radius: float | None = None, size: int | None = None) -> View:
+    def view(
+        self, azimuth_deg: float, elevation_deg: float, radius: float | None = None, size: int | None = None
+    ) -> View:
         """Render from a viewpoint on a sphere around the origin (radius/fov default to the input camera's)."""
         radius = self.input_view[2] if radius is None else radius
         cams = orbit_cameras(azimuth_deg, elevation_deg, radius, float(self.camera.fov_x[0]))
         return self.render(cams, size)[0]
 
-    def orbit(self, n: int = 36, elevation_deg: float | None = None, size: int | None = None, batch: int = 12) -> list[View]:
+    def orbit(
+        self, n: int = 36, elevation_deg: float | None = None, size: int | None = None, batch: int = 12
+    ) -> list[View]:
         """``n`` views evenly spaced in azimuth, starting from the input view."""
         az, el, r = self.input_view
         cams = turntable(n, el if elevation_deg is None else elevation_deg, r, float(self.camera.fov_x[0]), az)
@@ -123,7 +127,7 @@ class Scene:
         rgb = torch.cat(rgbs, 1).reshape(*shape, 3).float().cpu().numpy()
         return density, rgb
 
-    def mesh(self, resolution: int = 64, level: float | None = None) -> "trimesh.Trimesh":
+    def mesh(self, resolution: int = 64, level: float | None = None) -> trimesh.Trimesh:
         """Marching cubes on the density grid, with vertex colours from the field.
 
         ``level`` defaults to :data:`DEFAULT_MESH_DENSITY`.
@@ -156,7 +160,9 @@ class Scene:
             raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {Path(path).suffix!r}")
         return write_mesh(self.mesh(resolution, level), path)
 
-    def save_video(self, path: str | Path, n: int = 36, fps: int = 12, size: int | None = None, upscale: int = 256) -> Path:
+    def save_video(
+        self, path: str | Path, n: int = 36, fps: int = 12, size: int | None = None, upscale: int = 256
+    ) -> Path:
         """Write an mp4 turntable (frames upscaled to ``upscale`` pixels for viewing)."""
         from rdiff.video import write_mp4
 

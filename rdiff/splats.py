@@ -44,7 +44,7 @@ class Splats:
         return int(self.means.shape[0])
 
 
-def bake_splats(scene: "Scene", resolution: int = 64, min_opacity: float = 0.05, sigma_cells: float = 0.6,
+def bake_splats(scene: Scene, resolution: int = 64, min_opacity: float = 0.05, sigma_cells: float = 0.6,
                 max_splats: int = 200_000) -> Splats:
     """Gaussians for the cells of a ``resolution^3`` grid whose one-cell opacity is at least ``min_opacity``.
 

@@ -33,7 +33,7 @@ def colorize_depth(depth: np.ndarray, opacity: np.ndarray | None = None, backgro
     return out
 
 
-def to_uint8(image: "torch.Tensor | np.ndarray") -> np.ndarray:
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """``(3, H, W)`` tensor in [0, 1] (or an ``(H, W, 3)`` array) -> ``(H, W, 3)`` uint8."""
     if not isinstance(image, np.ndarray):
         image = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -41,13 +41,13 @@ def to_uint8(image: "torch.Tensor | np.ndarray") -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def depth_image(scene: "Scene") -> np.ndarray:
+def depth_image(scene: Scene) -> np.ndarray:
     """Colour-mapped depth (near = yellow, far = purple) of ``scene`` seen from its input camera."""
     view = scene.render(scene.camera)[0]
     return colorize_depth(view.depth, view.opacity)
 
 
-def mesh_figure(mesh: "trimesh.Trimesh", title: str | None = None) -> "go.Figure":
+def mesh_figure(mesh: trimesh.Trimesh, title: str | None = None) -> go.Figure:
     """An interactive plotly figure of a vertex-coloured mesh (world +Z up)."""
     import plotly.graph_objects as go
 

@@ -15,10 +15,10 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 trimesh = pytest.importorskip("trimesh")
 
+from app_server import running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from app_server import running_app  # noqa: E402
 from demo.examples import load_examples  # noqa: E402
 from demo.handlers import PANEL_FIELDS  # noqa: E402
 from rdiff.preprocess import prepare_image  # noqa: E402

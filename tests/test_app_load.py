@@ -22,9 +22,9 @@ gr = pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 psutil = pytest.importorskip("psutil")
 
+from app_server import app_subprocess  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app_server import app_subprocess  # noqa: E402
 from demo.examples import load_examples  # noqa: E402
 from demo.handlers import PANEL_FIELDS  # noqa: E402
 
@@ -66,7 +66,7 @@ class RssSampler:
             self._sample()
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._sample()
         self._thread.start()
         return self

@@ -39,11 +39,11 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
+from app_server import running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError, Status  # noqa: E402
 
-from app_server import running_app  # noqa: E402
 from demo.examples import load_examples  # noqa: E402
 from demo.handlers import PANEL_FIELDS, Handlers  # noqa: E402
 from demo.results import OutputStore  # noqa: E402

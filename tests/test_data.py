@@ -10,12 +10,12 @@ from rdiff.cameras import Cameras, look_at, orbit_cameras, spherical_to_position
 from rdiff.data import (
     PosedImage,
     PosedImageDataset,
+    clevr1,
     frames_to_tensors,
     group_by_scene,
     load_transforms,
     write_transforms,
 )
-from rdiff.data import clevr1
 from rdiff.data.clevr1 import BACKGROUND, Clevr1Scene, generate_clevr1, render_view, sample_camera, sample_scene
 from rdiff.data.splits import object_split
 from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW
@@ -90,7 +90,8 @@ def test_pngless_paths_scene_default_and_fov_override(tmp_path):
 
 def _single(tmp_path, img: Image.Image, **kw):
     img.save(tmp_path / "a.png")
-    _write_json(tmp_path, {"camera_angle_x": 0.7, "frames": [{"file_path": "a", "transform_matrix": np.eye(4).tolist()}]})
+    _write_json(tmp_path, {"camera_angle_x": 0.7,
+                           "frames": [{"file_path": "a", "transform_matrix": np.eye(4).tolist()}]})
     return load_transforms(tmp_path, **kw)[0].image
 
 
@@ -134,10 +135,12 @@ def test_errors(tmp_path):
     _write_json(tmp_path, {"frames": [{"file_path": "a", "transform_matrix": np.eye(4).tolist()}]})
     with pytest.raises(ValueError, match="camera_angle_x"):
         load_transforms(tmp_path)
-    _write_json(tmp_path, {"camera_angle_x": 0.7, "frames": [{"file_path": "a", "transform_matrix": np.eye(4)[:3].tolist()}]})
+    _write_json(tmp_path, {"camera_angle_x": 0.7,
+                           "frames": [{"file_path": "a", "transform_matrix": np.eye(4)[:3].tolist()}]})
     with pytest.raises(ValueError, match="4x4"):
         load_transforms(tmp_path)
-    _write_json(tmp_path, {"camera_angle_x": 0.7, "frames": [{"file_path": "b", "transform_matrix": np.eye(4).tolist()}]})
+    _write_json(tmp_path, {"camera_angle_x": 0.7,
+                           "frames": [{"file_path": "b", "transform_matrix": np.eye(4).tolist()}]})
     with pytest.raises(FileNotFoundError, match="b"):
         load_transforms(tmp_path)
 

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from rdiff.diffusion import DDIM, DDPM, as_sampler
-from rdiff.diffusion import GaussianDiffusion, cosine_betas, linear_betas, make_betas, sampling_timesteps
+from rdiff.diffusion import (
+    DDIM,
+    DDPM,
+    GaussianDiffusion,
+    as_sampler,
+    cosine_betas,
+    linear_betas,
+    make_betas,
+    sampling_timesteps,
+)
 
 
 def reference_alpha_bar(timesteps: int) -> np.ndarray:

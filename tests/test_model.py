@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_config
 from rdiff import CheckpointError, RenderDiffusion
 from rdiff.cameras import orbit_cameras
 from rdiff.hub import load_model

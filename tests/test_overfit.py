@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
 from rdiff.data.clevr1 import Clevr1Scene, render_view

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
 from rdiff.decoder import TriplaneField
 from rdiff.renderer import VolumeRenderer, composite, ray_box_intersection, sample_pdf, stratified_samples
 from rdiff.triplane import TriplaneTable, sample_triplane
-from conftest import tiny_config
 
 # --------------------------------------------------------------------------------------------------
 # analytic references (independent of rdiff)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
 from rdiff.sampling import InpaintSettings, generate, inpaint, inpaint_steps, reconstruct, repaint_schedule

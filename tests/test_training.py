@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 from safetensors.torch import load_file
 
 from rdiff import RenderDiffusion
@@ -20,8 +21,6 @@ from rdiff.data.clevr1 import generate_clevr1
 from rdiff.evaluation import evaluate, save_result
 from rdiff.training import load_train_config, train
 from rdiff.training.loop import sample_timesteps
-
-from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 

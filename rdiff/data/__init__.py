@@ -9,6 +9,7 @@ from rdiff.data.transforms_json import (
     load_transforms,
     write_transforms,
 )
+
 # CLEVR1 names are imported lazily so that ``python -m rdiff.data.clevr1`` runs cleanly.
 _CLEVR1_NAMES = ("BACKGROUND", "Clevr1Scene", "generate_clevr1", "render_view", "sample_camera", "sample_scene")
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -451,7 +451,8 @@ def generate_clevr1(
 
     Train scene ``i`` and test scene ``j`` come from separate random streams (:mod:`rdiff.data.splits`), so a
     smaller dataset's test scenes are never train scenes of a larger one; the same arguments give
-    byte-identical files. Every view gets an object / shadow mask. The test folder is skipped when the test split is empty.
+    byte-identical files. Every view gets an object / shadow mask. The test folder is skipped when the test
+    split is empty.
     Returns a summary dict (the content of ``scenes.json``).
     """
     from tqdm import tqdm

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from rdiff.config import RenderDiffusionConfig, TrainConfig
 

@@ -12,9 +12,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,9 @@ from rdiff.training.checkpoint import load_training_state, save_training_state
 from rdiff.training.ema import EMA
 
 
-def random_rays(cameras: Cameras, size: int, count: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def random_rays(
+    cameras: Cameras, size: int, count: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """``count`` random pixel rays per camera: origins, dirs ``(B, R, 3)`` and flat pixel indices ``(B, R)``."""
     origins, dirs = cameras.pixel_rays(size, size)
     b = len(cameras)
