@@ -65,8 +65,16 @@ INTRO = """
 # RenderDiffusion · `rdiff`
 Image diffusion whose denoiser predicts the clean image by **volume-rendering a triplane** it infers
 from the noisy image. The final triplane is a 3D scene: every result below can be orbited, played as
-a turntable and downloaded as a mesh. (CVPR 2023, Anciukevičius et al.)
+a turntable, spun as Gaussian splats in your browser and downloaded as a mesh.
+([paper](https://arxiv.org/abs/2211.09869), CVPR 2023, Anciukevičius et al.; model card: `weights/<model>/README.md`)
+
+**What the shipped model can do.** It was trained on synthetic single objects (CLEVR1: one cube, sphere or
+cylinder on a grey floor) at 32x32 pixels, with cameras 15-60° above the floor at distance ~3. Inputs like its
+training images reconstruct faithfully at t_r = 0. A photo of anything else is out of distribution: at t_r = 0
+it comes back as colour mush, and at t_r ≥ 40 the prior turns it into the nearest CLEVR-like object.
 """
+
+MAX_TR_SLIDER = 300  # t_r beyond ~300 of 1000 keeps little of the input; the slider stays fine-grained below
 
 TR_INFO = ("Noise the input to timestep t_r before denoising. 0 = most faithful (one pass). "
            "Around 40 makes reconstruction robust to inputs unlike the training images: "
@@ -126,7 +134,7 @@ class ResultPanel:
         with gr.Row(equal_height=True):
             image = gr.Image(label="Denoised image", type="filepath", interactive=False, elem_classes=["pixelated"],
                              height=220, elem_id=f"{name}-image")
-            depth = gr.Image(label="Depth (near = yellow, far = purple)", type="filepath", interactive=False,
+            depth = gr.Image(label="Depth: yellow = near", type="filepath", interactive=False,
                              elem_classes=["pixelated"], height=220)
             with gr.Column(min_width=200):
                 orbit = gr.Image(label="Orbit preview (re-rendered from the triplane)", interactive=False,
@@ -139,7 +147,7 @@ class ResultPanel:
             plot = gr.Plot(label="Interactive 3D view (drag to rotate)")
         with gr.Row():
             splats3d = gr.Model3D(label="3D Gaussian splats (drag to orbit: runs in your browser)", interactive=False,
-                                  height=280, scale=3, elem_id=f"{name}-splats")
+                                  height=280, scale=3, elem_id=f"{name}-splats", camera_position=(45, 65, 4.5))
             model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3)
             with gr.Column(scale=2, min_width=200):
                 mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
@@ -227,15 +235,16 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             with gr.Row():
                 with gr.Column(scale=2, min_width=360):
                     rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None,
-                                             sources=["upload", "clipboard"], height=240)
+                                             sources=["upload", "clipboard"], height=240, elem_id="reconstruct-input")
                     rec_examples = gr.Column()
                     rec_cam = CameraSliders.build(config)
                     with rec_examples:
                         _examples("reconstruct", rec_image, rec_cam, examples)
                     with gr.Row():
-                        rec_tr = gr.Slider(0, config.timesteps - 1, value=0, step=1, label="t_r (input noise level)",
+                        rec_tr = gr.Slider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
+                                           label="t_r (input noise level)",
                                            info=TR_INFO, scale=3)
-                        rec_noised = gr.Image(label="Model input x_{t_r}", interactive=False, scale=2, min_width=120,
+                        rec_noised = gr.Image(label="Noised input (what the model sees)", interactive=False, scale=2, min_width=120,
                                               elem_classes=["pixelated"], height=150, format="png")
                     with gr.Row():
                         rec_steps = gr.Slider(1, 50, value=10, step=1, label="Denoising steps",

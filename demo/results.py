@@ -34,6 +34,7 @@ TURNTABLE_FRAMES = 36
 TURNTABLE_FPS = 12
 MESH_RESOLUTION = 64
 SPLAT_RESOLUTION = 64  # one Gaussian per occupied cell of this grid
+FALLBACK_SPLATS = 20_000  # splats kept when no cell is opaque enough
 PREVIEW_SCALE = 2  # the orbit preview renders at this multiple of the model's image size
 DISPLAY_SIZE = 256  # small images are enlarged (nearest neighbour, whole factor) to about this size for display
 FALLBACK_QUANTILE = 0.9  # iso-level used when the density never reaches the default threshold
@@ -176,11 +177,14 @@ def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | Non
     report(2, "Extracting the mesh and the splats")
     mesh, note = scene_mesh(scene, mesh_resolution)
     notes = [note] if note else []
+    splat_path = out_dir / f"{stem}_splats.ply"
     try:
-        splat = write_splat_ply(bake_splats(scene, SPLAT_RESOLUTION), out_dir / f"{stem}_splats.ply")
-    except ValueError as e:  # an empty scene
-        splat = None
-        notes.append(f"No Gaussian splats: {e}.")
+        splat = write_splat_ply(bake_splats(scene, SPLAT_RESOLUTION), splat_path)
+    except ValueError:  # a nearly transparent scene (e.g. an under-trained model): show its most opaque cells
+        splat = write_splat_ply(bake_splats(scene, SPLAT_RESOLUTION, min_opacity=0.0, max_splats=FALLBACK_SPLATS),
+                                splat_path)
+        notes.append("The scene is nearly transparent everywhere: the Gaussian splats show its "
+                     f"{FALLBACK_SPLATS} most opaque cells.")
     if mesh is None:
         return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes, splat)
     path = out_dir / f"{stem}_mesh.glb"
@@ -209,7 +213,7 @@ def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneF
 def notes_markdown(state: ResultState, files: SceneFiles) -> str:
     scene = state.scene
     az, el, r = scene.input_view
-    lines = [f"**Input view:** azimuth {az:.0f}°, elevation {el:.0f}°, radius {r:.2f}."]
+    lines = [f"**Input view:** azimuth {az % 360:.0f}°, elevation {el:.0f}°, radius {r:.2f}."]
     if len(state.scenes) > 1:
         lines.insert(0, f"**Sample {state.selected + 1} of {len(state.scenes)}.**")
     lines += [f"⚠️ {n}" for n in state.notes + files.notes]

@@ -5,7 +5,10 @@ standard deviation of ``sigma_cells`` cell widths, its colour the field's colour
 ``1 - exp(-density * cell)`` (the volume renderer's alpha for a step of one cell). Written as the vanilla
 3DGS ``.ply`` (x y z, f_dc_0..2, opacity, scale_0..2, rot_0..3; opacity as a logit, scales as logs, colour
 as degree-0 spherical harmonics), which ``gr.Model3D`` and other splat viewers open, so a result can be
-spun in the browser with no server work per frame. :func:`render_splats` rasterises them for checking.
+spun in the browser with no server work per frame. Splat viewers follow 3DGS's COLMAP-style frame, in which
+-Y is up: the file stores world ``(x, y, z)`` (+Z up) as ``(x, -z, y)`` so scenes stand upright in them,
+scaled by ``VIEWER_SCALE`` (recorded in a header comment) so that the scene box fits the fixed default camera
+of gsplat.js, the viewer inside ``gr.Model3D`` (5 units away with a narrow field of view). :func:`render_splats` rasterises them for checking.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Degree-0 spherical-harmonic constant: colour = 0.5 + SH_C0 * f_dc.
 SH_C0 = 0.28209479177387814
+#: World units -> file units (see the module doc).
+VIEWER_SCALE = 0.3
 PLY_FIELDS = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
               "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
@@ -82,20 +87,22 @@ def bake_splats(scene: Scene, resolution: int = 64, min_opacity: float = 0.05, s
                   scale=np.full(n, sigma_cells * cell, np.float32))
 
 
-def write_splat_ply(splats: Splats, path: str | Path) -> Path:
-    """Write the vanilla 3DGS binary little-endian ``.ply``."""
+def write_splat_ply(splats: Splats, path: str | Path, scale: float = VIEWER_SCALE) -> Path:
+    """Write the vanilla 3DGS binary little-endian ``.ply`` (world units times ``scale``, -Y up)."""
     path = Path(path)
     n = len(splats)
     data = np.zeros(n, dtype=[(name, "<f4") for name in PLY_FIELDS])
-    data["x"], data["y"], data["z"] = splats.means.T
+    x, y, z = splats.means.T * scale
+    data["x"], data["y"], data["z"] = x, -z, y  # world +Z up -> the viewers' -Y up
     dc = (splats.rgb - 0.5) / SH_C0
     data["f_dc_0"], data["f_dc_1"], data["f_dc_2"] = dc.T
     op = np.clip(splats.opacity, 1e-6, 1 - 1e-6)
     data["opacity"] = np.log(op / (1 - op))
-    log_s = np.log(splats.scale)
+    log_s = np.log(splats.scale * scale)
     data["scale_0"] = data["scale_1"] = data["scale_2"] = log_s
     data["rot_0"] = 1.0  # identity quaternion (w, x, y, z)
-    header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}",
+    header = "\n".join(["ply", "format binary_little_endian 1.0", f"comment rdiff world_scale {scale!r}",
+                        f"element vertex {n}",
                         *(f"property float {name}" for name in PLY_FIELDS), "end_header"]) + "\n"
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
@@ -117,10 +124,12 @@ def read_splat_ply(path: str | Path) -> Splats:
     if missing:
         raise ValueError(f"{path}: missing 3DGS fields {missing}")
     rgb = np.stack([data[f"f_dc_{i}"] for i in range(3)], -1) * SH_C0 + 0.5
-    return Splats(means=np.stack([data["x"], data["y"], data["z"]], -1).astype(np.float32),
+    scale = next((float(ln.split()[3]) for ln in lines if ln.startswith("comment rdiff world_scale")), 1.0)
+    means = np.stack([data["x"], data["z"], -data["y"]], -1) / scale  # back to world units, +Z up
+    return Splats(means=means.astype(np.float32),
                   rgb=np.clip(rgb, 0, 1).astype(np.float32),
                   opacity=(1 / (1 + np.exp(-data["opacity"]))).astype(np.float32),
-                  scale=np.exp(data["scale_0"]).astype(np.float32))
+                  scale=(np.exp(data["scale_0"]) / scale).astype(np.float32))
 
 
 def render_splats(splats: Splats, camera: Cameras, size: int, background: tuple[float, float, float] | Tensor,

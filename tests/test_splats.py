@@ -8,7 +8,7 @@ import torch
 
 from rdiff.cameras import orbit_cameras
 from rdiff.sampling import reconstruct
-from rdiff.splats import PLY_FIELDS, Splats, bake_splats, read_splat_ply, render_splats, write_splat_ply
+from rdiff.splats import PLY_FIELDS, VIEWER_SCALE, Splats, bake_splats, read_splat_ply, render_splats, write_splat_ply
 
 
 def _scene(model):
@@ -30,7 +30,8 @@ def test_ply_has_the_vanilla_3dgs_fields_and_round_trips(tmp_path):
     import trimesh  # another reader sees the same points
 
     cloud = trimesh.load(path)
-    np.testing.assert_allclose(np.asarray(cloud.vertices), splats.means, atol=1e-6)
+    x, y, z = splats.means.T * VIEWER_SCALE  # stored with world +Z as the viewers' -Y (up), scaled
+    np.testing.assert_allclose(np.asarray(cloud.vertices), np.stack([x, -z, y], -1), atol=1e-6)
 
 
 def test_baked_splats_follow_the_field(tiny_model):
