@@ -77,13 +77,16 @@ def test_inpaint_with_brush_stroke(browser, server, tmp_path):
 
 def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
     """The splat viewer (gr.Model3D on the .ply) draws the scene in the browser and redraws while dragged."""
+    import numpy as np
+    from PIL import Image
+
+    from demo.examples import load_examples
+
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(e.stack or str(e)))
     try:
         page.goto(server.url)
-        from demo.examples import load_examples
-
         page.locator("#reconstruct-run").wait_for(timeout=30_000)
         page.locator("#reconstruct-input input[type=file]").first.set_input_files(str(load_examples()[0].path()))
         page.wait_for_timeout(1500)
@@ -92,35 +95,21 @@ def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
         canvas = page.locator("#reconstruct-splats canvas")
         canvas.wait_for(timeout=60_000)
         page.wait_for_timeout(3000)  # the splat file loads and sorts
-        shot = tmp_path / "splats.png"
-        canvas.screenshot(path=str(shot))
-        import numpy as np
-        from PIL import Image
-
-        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
-        spread = pixels.reshape(-1, 3).std(axis=0).max()
-        assert spread > 8, "the splat viewer drew an empty canvas"
+        canvas.screenshot(path=str(tmp_path / "splats.png"))
+        pixels = np.asarray(Image.open(tmp_path / "splats.png").convert("RGB")).astype(np.int16)
+        assert pixels.reshape(-1, 3).std(axis=0).max() > 8, "the splat viewer drew an empty canvas"
         box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.35
-        page.mouse.move(x, y)
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
-        for i in range(1, 16):
-            page.mouse.move(x + 6 * i, y + 4 * i)
+        for i in range(20):
+            page.mouse.move(box["x"] + box["width"] / 2 + 8 * i, box["y"] + box["height"] / 2)
         page.mouse.up()
-
-        steps = page.locator("input[aria-label='number input for Denoising steps']:visible")
-        steps.fill("3")
-        steps.press("Enter")
-        page.locator("#inpaint-run").click()
-
-        # The notes appear with the final result; an empty mask would have raised an error instead.
-        page.locator("#inpaint-notes").get_by_text("Input view").wait_for(timeout=180_000)
-        image = page.locator("#inpaint-image img")
-        image.wait_for(timeout=10_000)
-        assert image.evaluate("img => img.complete && img.naturalWidth") >= 64
-        assert page.locator(".toast-body.error").count() == 0
+        page.wait_for_timeout(500)
+        canvas.screenshot(path=str(tmp_path / "splats_dragged.png"))
+        moved = np.asarray(Image.open(tmp_path / "splats_dragged.png").convert("RGB")).astype(np.int16)
+        assert np.abs(moved - pixels).mean() > 1.0, "dragging did not change the view"
         if os.environ.get("RDIFF_SCREENSHOTS"):
-            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "inpaint.png"), full_page=True)
+            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "reconstruct.png"), full_page=True)
         assert not errors, errors
     finally:
         page.close()
