@@ -144,7 +144,7 @@ class Scene:
             raise ValueError(
                 f"no surface at density {level:.3g} (scene densities span {density.min():.3g}..{density.max():.3g})"
             )
-        verts, faces, normals, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
+        verts, faces, _, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
         verts = (verts - b).astype(np.float32)
         with torch.inference_mode():
             v = torch.as_tensor(verts, dtype=torch.float32, device=self.model.device)[None]

@@ -8,7 +8,8 @@ as degree-0 spherical harmonics), which ``gr.Model3D`` and other splat viewers o
 spun in the browser with no server work per frame. Splat viewers follow 3DGS's COLMAP-style frame, in which
 -Y is up: the file stores world ``(x, y, z)`` (+Z up) as ``(x, -z, y)`` so scenes stand upright in them,
 scaled by ``VIEWER_SCALE`` (recorded in a header comment) so that the scene box fits the fixed default camera
-of gsplat.js, the viewer inside ``gr.Model3D`` (5 units away with a narrow field of view). :func:`render_splats` rasterises them for checking.
+of gsplat.js, the viewer inside ``gr.Model3D`` (5 units away with a narrow field of view).
+:func:`render_splats` rasterises them for checking.
 """
 
 from __future__ import annotations
