@@ -234,8 +234,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         "triplane is the reconstructed scene.")
             with gr.Row():
                 with gr.Column(scale=2, min_width=360):
-                    rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None,
-                                             sources=["upload", "clipboard"], height=240, elem_id="reconstruct-input")
+                    rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None, height=240,
+                                             sources=["upload", "clipboard"], elem_id="reconstruct-input")
                     rec_examples = gr.Column()
                     rec_cam = CameraSliders.build(config)
                     with rec_examples:
