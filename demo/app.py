@@ -244,8 +244,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         rec_tr = gr.Slider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
                                            label="t_r (input noise level)",
                                            info=TR_INFO, scale=3)
-                        rec_noised = gr.Image(label="Noised input (what the model sees)", interactive=False, scale=2, min_width=120,
-                                              elem_classes=["pixelated"], height=150, format="png")
+                        rec_noised = gr.Image(label="Noised input (what the model sees)", interactive=False, scale=2,
+                                              min_width=120, elem_classes=["pixelated"], height=150, format="png")
                     with gr.Row():
                         rec_steps = gr.Slider(1, 50, value=10, step=1, label="Denoising steps",
                                               info="at most t_r + 1 are used", scale=3)
