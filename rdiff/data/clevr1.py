@@ -495,8 +495,8 @@ def generate_clevr1(
         "size": size,
         "views": views,
         "background": list(BACKGROUND),
-        "command": f"python -m rdiff data clevr1 --scenes {scenes} --views {views} --size {size} --seed {seed}"
-        f" --test-fraction {test_fraction} --supersample {supersample} --shadow-samples {shadow_samples}",
+        "command": f"python -m rdiff data clevr1 --out {out_dir} --scenes {scenes} --views {views} --size {size}"
+        f" --seed {seed} --test-fraction {test_fraction} --supersample {supersample} --shadow-samples {shadow_samples}",
         "scenes": meta,
     }
     (out_dir / "scenes.json").write_text(json.dumps(summary, indent=1) + "\n")
