@@ -147,7 +147,8 @@ def main() -> None:
                f"{100 * m0['beats_copy_obj']:.0f}% of views, whole frame {m0['psnr']:.2f} dB.")
     limit = f" --max-scenes {args.max_scenes}" if args.max_scenes else ""
     card = CARD.format(
-        data_command=meta.get("command", "python -m rdiff data clevr1 --out data/clevr1 --scenes 3000 --views 8"),
+        data_command=meta.get("command", "python -m rdiff data clevr1 --scenes 3000 --views 8").replace(
+            "data clevr1", f"data clevr1 --out {Path(args.data).parent}", 1),
         model_table=model_table, training=Path(args.training).read_text().strip(), eval_steps=args.steps,
         eval_command=f"python -m rdiff eval --checkpoint {out} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,

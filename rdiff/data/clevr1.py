@@ -495,7 +495,8 @@ def generate_clevr1(
         "size": size,
         "views": views,
         "background": list(BACKGROUND),
-        "command": f"python -m rdiff data clevr1 --out {out_dir} --scenes {scenes} --views {views} --size {size}"
+        # the output folder is left out so that the same arguments give byte-identical files anywhere
+        "command": f"python -m rdiff data clevr1 --scenes {scenes} --views {views} --size {size}"
         f" --seed {seed} --test-fraction {test_fraction} --supersample {supersample} --shadow-samples {shadow_samples}",
         "scenes": meta,
     }
