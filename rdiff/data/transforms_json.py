@@ -121,7 +121,7 @@ def _to_rgb_float(img: Image.Image, background: Sequence[float]) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize ``(H, W, 3)`` float image to ``size x size`` (area filter when shrinking, Lanczos otherwise)."""
+    """Resize an ``(H, W, C)`` float image to ``size x size`` (area filter when shrinking, Lanczos otherwise)."""
     h, w = image.shape[:2]
     if (h, w) == (size, size):
         return image
@@ -129,7 +129,7 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     resample = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
     channels = [
         np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize((size, size), resample))
-        for c in range(3)
+        for c in range(image.shape[2])
     ]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
@@ -148,19 +148,21 @@ def cropped_fov_x(fov_x: float, shape: tuple[int, int]) -> float:
     return fov_x if w <= h else 2.0 * math.atan(math.tan(fov_x / 2.0) * h / w)
 
 
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """An ``(H, W, C)`` float image cropped to its centred square (never squashed) and resized to ``size``."""
+    rows, cols = center_square(image.shape[:2])
+    return _resize(np.ascontiguousarray(image[rows, cols]), int(size))
+
+
 def load_image(path: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Load one image file as ``(H, W, 3)`` float32 in [0, 1].
 
-    With ``size``, a non-square image is first cropped to its centred square (never squashed), then
-    resized to ``size x size``; :func:`cropped_fov_x` gives the matching field of view.
+    With ``size``, see :func:`square_resize`; :func:`cropped_fov_x` gives the matching field of view.
     """
     with Image.open(path) as img:
         img.load()
         rgb = _to_rgb_float(img, background)
-    if size is not None:
-        rows, cols = center_square(rgb.shape[:2])
-        rgb = _resize(np.ascontiguousarray(rgb[rows, cols]), int(size))
-    return rgb
+    return rgb if size is None else square_resize(rgb, size)
 
 
 def load_mask(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
@@ -177,8 +179,8 @@ def load_mask(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
                       np.where(arr >= MASK_SHADOW // 2, MASK_SHADOW, 0)).astype(np.uint8)
     if size is None or labels.shape == (size, size):
         return labels
-    obj = _resize(np.repeat((labels == MASK_OBJECT).astype(np.float32)[..., None], 3, -1), int(size))[..., 0]
-    fg = _resize(np.repeat((labels > 0).astype(np.float32)[..., None], 3, -1), int(size))[..., 0]
+    obj = _resize((labels == MASK_OBJECT).astype(np.float32)[..., None], int(size))[..., 0]
+    fg = _resize((labels > 0).astype(np.float32)[..., None], int(size))[..., 0]
     return np.where(obj >= 0.5, MASK_OBJECT, np.where(fg >= 0.5, MASK_SHADOW, 0)).astype(np.uint8)
 
 
@@ -267,11 +269,10 @@ def load_transforms(
             raise ValueError(f"{where}: missing key 'camera_angle_x' (neither top-level nor per frame)")
         c2w = _parse_matrix(fr["transform_matrix"], where)
         file_path = str(fr["file_path"])
-        image_path = _resolve_image(folder, file_path)
+        image = load_image(_resolve_image(folder, file_path), background=background)
         if size is not None:
-            with Image.open(image_path) as probe:
-                fov = cropped_fov_x(fov, (probe.height, probe.width))
-        image = load_image(image_path, size=size, background=background)
+            fov = cropped_fov_x(fov, image.shape[:2])
+            image = square_resize(image, size)
         scene = str(fr["scene"]) if "scene" in fr else Path(file_path).stem
         mask = load_mask(_resolve_image(folder, str(fr["mask_path"])), size=size) if "mask_path" in fr else None
         if mask is not None and mask.shape != image.shape[:2]:
