@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -253,16 +254,22 @@ def inpaint_steps(
         yield replace(step, index=last.index + step.index, total=last.total + extra)
 
 
-def smooth_fill(images: Tensor, fill: Tensor) -> Tensor:
-    """``images (B, 3, M, M)`` with the pixels where ``fill (B, 1, M, M)`` is 1 replaced by a biharmonic 2D fill."""
+def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """An ``(H, W, C)`` image with the pixels where ``hole (H, W)`` is true replaced by a smooth 2D fill
+    (``skimage.restoration.inpaint_biharmonic``); unchanged where the hole is empty or covers everything."""
     from skimage.restoration import inpaint_biharmonic
 
-    out = images.detach().cpu().double().numpy().copy()
+    if not hole.any() or hole.all():
+        return image
+    return inpaint_biharmonic(image, hole, channel_axis=-1)
+
+
+def smooth_fill(images: Tensor, fill: Tensor) -> Tensor:
+    """``images (B, 3, M, M)`` with the pixels where ``fill (B, 1, M, M)`` is 1 replaced by :func:`biharmonic_fill`."""
+    out = images.detach().cpu().double().numpy().transpose(0, 2, 3, 1)
     holes = fill[:, 0].detach().cpu().numpy() > 0.5
-    for i in range(out.shape[0]):
-        if holes[i].any() and not holes[i].all():
-            out[i] = inpaint_biharmonic(out[i].transpose(1, 2, 0), holes[i], channel_axis=-1).transpose(2, 0, 1)
-    return torch.from_numpy(out).to(images)
+    filled = np.stack([biharmonic_fill(out[i], holes[i]) for i in range(out.shape[0])])
+    return torch.from_numpy(filled.transpose(0, 3, 1, 2).copy()).to(images)
 
 
 def _inpaint_inputs(model: RenderDiffusion, images: Tensor, masks: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
