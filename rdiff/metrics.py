@@ -11,16 +11,20 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
 
 
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """Structural similarity (scikit-image, Gaussian window) for (H, W, 3) images in [0, 1]."""
+def _ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """scikit-image SSIM (Gaussian window, fitted to small images): the mean and the per-pixel map."""
     from skimage.metrics import structural_similarity
 
     h, w = pred.shape[:2]
     win = min(7, h - (1 - h % 2), w - (1 - w % 2))
-    return float(
-        structural_similarity(pred, target, channel_axis=-1, data_range=1.0, gaussian_weights=True, win_size=win,
-                              use_sample_covariance=False)
-    )
+    mean, smap = structural_similarity(pred, target, channel_axis=-1, data_range=1.0, gaussian_weights=True,
+                                       win_size=win, use_sample_covariance=False, full=True)
+    return float(mean), smap
+
+
+def ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    """Structural similarity (scikit-image, Gaussian window) for (H, W, 3) images in [0, 1]."""
+    return _ssim(pred, target)[0]
 
 
 def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
@@ -35,16 +39,10 @@ def masked_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float
 
 def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
     """Mean of the SSIM map (as :func:`ssim` computes it) over the pixels where ``mask`` is true; NaN if empty."""
-    from skimage.metrics import structural_similarity
-
     mask = np.asarray(mask, bool)
     if not mask.any():
         return float("nan")
-    h, w = pred.shape[:2]
-    win = min(7, h - (1 - h % 2), w - (1 - w % 2))
-    _, smap = structural_similarity(pred, target, channel_axis=-1, data_range=1.0, gaussian_weights=True,
-                                    win_size=win, use_sample_covariance=False, full=True)
-    return float(np.mean(smap[mask]))
+    return float(np.mean(_ssim(pred, target)[1][mask]))
 
 
 def load_lpips():

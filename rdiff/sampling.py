@@ -93,6 +93,11 @@ def repaint_schedule(n: int, jump_length: int = 1, jump_n_sample: int = 1) -> li
     return path
 
 
+def denoiser_calls(path: list[int]) -> int:
+    """Model calls along a :func:`repaint_schedule` path (its downward steps)."""
+    return sum(b > a for a, b in zip(path, path[1:]))
+
+
 @torch.inference_mode()
 def denoise_steps(
     model: RenderDiffusion,
@@ -120,7 +125,7 @@ def denoise_steps(
     ts = sampling_timesteps(start_t, steps)
     inpainting = known is not None and known_mask is not None
     path = repaint_schedule(len(ts), jump_length, jump_n_sample) if inpainting else list(range(len(ts) + 1))
-    total = sum(b > a for a, b in zip(path, path[1:]))
+    total = denoiser_calls(path)
     x, done = x_t, 0
     for a, b in zip(path, path[1:]):
         if b < a:  # time travel: re-noise from ts[a] back up to ts[b]
@@ -217,8 +222,7 @@ class InpaintSettings:
     @property
     def model_calls(self) -> int:
         """Denoiser calls per image (without the harmonising reconstruction)."""
-        path = repaint_schedule(self.steps, self.jump_length, self.jump_n_sample)
-        return sum(b > a for a, b in zip(path, path[1:]))
+        return denoiser_calls(repaint_schedule(self.steps, self.jump_length, self.jump_n_sample))
 
 
 def inpaint_steps(
