@@ -106,6 +106,17 @@ class Scene:
         return views
 
     @torch.inference_mode()
+    def field_at(self, points: Tensor, chunk: int = 65536) -> tuple[Tensor, Tensor]:
+        """Density ``(P,)`` and rgb ``(P, 3)`` of the field at ``points (P, 3)`` in the triplane's frame."""
+        points = points.to(self.model.device, torch.float32)[None]
+        planes = self.planes.to(self.model.device)[None]
+        dens, rgbs = [], []
+        for i in range(0, points.shape[1], chunk):
+            d, c = self.model.field(planes, points[:, i : i + chunk])
+            dens.append(d[0])
+            rgbs.append(c[0])
+        return torch.cat(dens), torch.cat(rgbs)
+
     def density_grid(self, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order).
 
@@ -114,18 +125,10 @@ class Scene:
         if not 2 <= resolution <= 256:
             raise ValueError("grid resolution must be between 2 and 256")
         b = self.model.config.scene_bound
-        axis = torch.linspace(-b, b, resolution, device=self.model.device)
-        pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
-        planes = self.planes.to(self.model.device)[None]
-        dens, rgbs = [], []
-        for i in range(0, pts.shape[1], 65536):
-            d, c = self.model.field(planes, pts[:, i : i + 65536])
-            dens.append(d)
-            rgbs.append(c)
+        axis = torch.linspace(-b, b, resolution)
+        density, rgb = self.field_at(torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3))
         shape = (resolution,) * 3
-        density = torch.cat(dens, 1).reshape(shape).float().cpu().numpy()
-        rgb = torch.cat(rgbs, 1).reshape(*shape, 3).float().cpu().numpy()
-        return density, rgb
+        return density.reshape(shape).float().cpu().numpy(), rgb.reshape(*shape, 3).float().cpu().numpy()
 
     def mesh(self, resolution: int = 64, level: float | None = None) -> trimesh.Trimesh:
         """Marching cubes on the density grid, with vertex colours from the field.
@@ -146,10 +149,8 @@ class Scene:
             )
         verts, faces, _, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
         verts = (verts - b).astype(np.float32)
-        with torch.inference_mode():
-            v = torch.as_tensor(verts, dtype=torch.float32, device=self.model.device)[None]
-            _, colours = self.model.field(self.planes.to(self.model.device)[None], v)
-        colours = (colours[0].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+        _, colours = self.field_at(torch.as_tensor(verts))
+        colours = (colours.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
         # marching_cubes winds faces for increasing values inward; flip so normals point out of the object.
         world = verts @ self.frame.numpy().T  # triplane frame -> world
         return trimesh.Trimesh(world, faces[:, ::-1], vertex_colors=colours, process=False)

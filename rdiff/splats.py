@@ -60,24 +60,14 @@ def bake_splats(scene: Scene, resolution: int = 64, min_opacity: float = 0.05, s
         raise ValueError("splat grid resolution must be between 8 and 256")
     b = scene.model.config.scene_bound
     cell = 2 * b / resolution
-    axis = torch.linspace(-b + cell / 2, b - cell / 2, resolution, device=scene.model.device)
-    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(1, -1, 3)
-    planes = scene.planes.to(scene.model.device)[None]
-    keep_pts, keep_rgb, keep_alpha = [], [], []
-    with torch.inference_mode():
-        for i in range(0, pts.shape[1], 65536):
-            chunk = pts[:, i : i + 65536]
-            density, rgb = scene.model.field(planes, chunk)
-            alpha = 1 - torch.exp(-density[0].float() * cell)
-            sel = alpha >= min_opacity
-            keep_pts.append(chunk[0][sel].float().cpu())
-            keep_rgb.append(rgb[0][sel].float().cpu())
-            keep_alpha.append(alpha[sel].cpu())
-    local = torch.cat(keep_pts)
-    if local.shape[0] == 0:
+    axis = torch.linspace(-b + cell / 2, b - cell / 2, resolution)
+    local = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    density, rgb = scene.field_at(local)
+    alpha = (1 - torch.exp(-density.float() * cell)).cpu()
+    keep = alpha >= min_opacity
+    if not keep.any():
         raise ValueError(f"no grid cell reaches opacity {min_opacity}: the scene is empty")
-    alpha = torch.cat(keep_alpha)
-    rgb = torch.cat(keep_rgb).clamp(0, 1)
+    local, alpha, rgb = local[keep], alpha[keep], rgb.float().cpu()[keep].clamp(0, 1)
     if local.shape[0] > max_splats:  # keep the most opaque
         top = torch.topk(alpha, max_splats).indices
         local, alpha, rgb = local[top], alpha[top], rgb[top]
