@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,23 @@ def server(tmp_path_factory):
         yield srv
 
 
-def test_inpaint_with_brush_stroke(browser, server, tmp_path):
-    from demo.examples import load_examples
-
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+@contextmanager
+def app_page(browser, url: str, height: int):
+    """A page on the app (1400 px wide) and the list its JavaScript errors are collected in."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(e.stack or str(e)))
     try:
-        page.goto(server.url)
+        page.goto(url)
+        yield page, errors
+    finally:
+        page.close()
+
+
+def test_inpaint_with_brush_stroke(browser, server, tmp_path):
+    from demo.examples import load_examples
+
+    with app_page(browser, server.url, 1000) as (page, errors):
         page.get_by_role("tab", name="Inpaint").click()
         editor = page.locator("#inpaint-editor")
         canvas = editor.locator("canvas").first
@@ -71,8 +81,6 @@ def test_inpaint_with_brush_stroke(browser, server, tmp_path):
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "inpaint.png"), full_page=True)
         assert not errors, errors
-    finally:
-        page.close()
 
 
 def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
@@ -82,11 +90,7 @@ def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
 
     from demo.examples import load_examples
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(e.stack or str(e)))
-    try:
-        page.goto(server.url)
+    with app_page(browser, server.url, 1400) as (page, errors):
         page.locator("#reconstruct-run").wait_for(timeout=30_000)
         page.locator("#reconstruct-input input[type=file]").first.set_input_files(str(load_examples()[0].path()))
         page.wait_for_timeout(1500)
@@ -111,5 +115,3 @@ def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "reconstruct.png"), full_page=True)
         assert not errors, errors
-    finally:
-        page.close()
