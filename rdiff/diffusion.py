@@ -58,9 +58,16 @@ class GaussianDiffusion:
         self.alpha_bar = torch.cumprod(1.0 - self.betas, dim=0)
 
     def _ab(self, t: Tensor | int) -> Tensor:
-        """``alpha_bar[t]`` in float64 on the CPU, shaped like ``t`` (``t`` of -1 means the clean image)."""
-        t = torch.as_tensor(t).detach().to("cpu").long()
-        return torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), self.alpha_bar[t.clamp_min(0)])
+        """``alpha_bar[t]`` in float64, shaped like ``t`` (``t`` of -1 means the clean image).
+
+        Looked up on ``t``'s device, so a training step on a GPU does not wait for its timesteps to reach the
+        host; devices without float64 (Apple's MPS) look up on the CPU.
+        """
+        t = torch.as_tensor(t).detach().long()
+        if t.device.type == "mps":
+            t = t.cpu()
+        table = self.alpha_bar.to(t.device)
+        return torch.where(t < 0, torch.ones_like(t, dtype=torch.float64), table[t.clamp_min(0)])
 
     @staticmethod
     def _cast(coef: Tensor, like: Tensor) -> Tensor:
