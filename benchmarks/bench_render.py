@@ -151,7 +151,7 @@ def bench_orbit(model: RenderDiffusion, planes, frame, cam, size: int, repeats: 
             plain_render(model.field.decoder, planes[None].expand(len(c), -1, -1, -1, -1),
                          world_to_triplane(c.c2w, frame), c.fov_x, size, size, model.config.coarse_samples,
                          model.config.fine_samples, model.config.scene_bound,
-                         model.renderer.background(planes.device, planes.dtype))
+                         model.renderer.background)
 
     times = alternate({"scene": lambda: scene.orbit(36, size=size), "plain": plain}, repeats, warmup=0)
     return {"frames": 36, "size": size, "s_scene_orbit": round(statistics.median(times["scene"]), 3),

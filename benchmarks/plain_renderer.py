@@ -117,9 +117,11 @@ def plain_render(
     coarse: int,
     fine: int,
     bound: float,
-    background: Tensor,
+    background,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Render ``planes (B,3,C,N,N)`` from cameras given *in the triplane frame*.
+
+    ``background``: a colour ``(3,)`` or a function of the rays ``(origins, dirs) -> (..., 3)``.
 
     Returns rgb ``(B,3,H,W)`` in [0, 1], depth and opacity ``(B,H,W)``.
     """
@@ -139,7 +141,8 @@ def plain_render(
         opacity = w.sum(-1) * hit
         colour = (w[..., None] * rgb).sum(-2) * hit[..., None]
         depth = torch.where(hit, (w * t_all).sum(-1) / torch.clamp(w.sum(-1), min=1e-6), far)
-        colour = colour + (1.0 - opacity[..., None]) * background
+        bg = background(origins, dirs) if callable(background) else background
+        colour = colour + (1.0 - opacity[..., None]) * bg
     b = planes.shape[0]
     return (
         colour.reshape(b, height, width, 3).permute(0, 3, 1, 2),
@@ -161,7 +164,7 @@ def plain_render_model(model, planes: Tensor, frame: Tensor, c2w: Tensor, fov_x:
     ``planes (B,3,C,N,N)``, ``frame (3,3)`` world-from-triplane rotation, world-space cameras ``c2w (B,4,4)``.
     """
     cfg = model.config
-    background = model.renderer.background(planes.device, planes.dtype)
+    background = model.renderer.background
     return plain_render(
         model.field.decoder, planes, world_to_triplane(c2w, frame), fov_x, size, size,
         cfg.coarse_samples, cfg.fine_samples, cfg.scene_bound, background,

@@ -175,7 +175,7 @@ class Handlers:
         return loaded.model, [loaded.notice] if loaded.notice else []
 
     # ------------------------------------------------------------------------------ previews
-    def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> np.ndarray | None:
+    def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> str | None:
         """The model's input x_{t_r}: the image downsized to M x M and noised exactly as Reconstruct will."""
         if image is None:
             return None
@@ -185,7 +185,7 @@ class Handlers:
             t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
             g = torch.Generator().manual_seed(_seed(seed))  # same draw as reconstruct_steps' first noise
             noise = torch.randn(x.shape, generator=g)
-            return _strip(model.diffusion.q_sample(x, t, noise))
+            return self.store.frame_file(_strip(model.diffusion.q_sample(x, t, noise)))
 
     def mesh(self, state: ResultState | None) -> str | None:
         """The GLB of the shown scene (for ``gr.Model3D``), or None."""
@@ -201,14 +201,14 @@ class Handlers:
         splat = state.files[state.selected].splat
         return str(splat) if splat else None
 
-    def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> np.ndarray | None:
+    def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> str | None:
         """Re-render the cached scene from a new viewpoint (no diffusion)."""
         if state is None:
             return None
         with user_errors("Rendering the view"):
             az = _float(azimuth, "azimuth", -360.0, 360.0)
             el = _float(elevation, "elevation", -89.9, 89.9)
-            return orbit_image(state.scene, az, el)
+            return self.store.frame_file(orbit_image(state.scene, az, el))
 
     # ------------------------------------------------------------------------------- tasks
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
@@ -298,13 +298,13 @@ class Handlers:
         if known is not None and fill is not None:
             x0 = fill * x0.detach().cpu() + (1 - fill) * (known * 2 - 1)
         values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
-        values[0] = _strip(x0)
+        values[0] = self.store.frame_file(_strip(x0))
         return tuple(values)
 
     def _panel(self, state: ResultState, progress: ProgressFn) -> tuple:
         files = ensure_files(state, lambda i, n, what: progress((i, n), desc=what, unit="parts"))
         az, el, _ = state.scene.input_view
-        orbit = orbit_image(state.scene, az, el)
+        orbit = self.store.frame_file(orbit_image(state.scene, az, el))
         mesh = str(files.mesh) if files.mesh else None
         return (str(state.images[state.selected]), str(files.depth), orbit, round(az % 360, 1), round(el, 1),
                 str(files.video), files.figure, mesh, notes_markdown(state, files), state)

@@ -12,6 +12,7 @@ from it without re-running diffusion.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -43,13 +44,44 @@ Progress = Callable[[int, int, str], None]
 
 
 class OutputStore:
-    """A temporary root folder with one sub-folder per request, pruned by age."""
+    """A temporary root folder with one sub-folder per request, pruned by age, and a folder of preview frames.
 
-    def __init__(self, root: str | Path | None = None, max_age_s: float = 7200.0) -> None:
+    Preview frames (orbit re-renders, noise previews, live x0 estimates) are handed to Gradio as files with a
+    unique name, written completely before they are named: Gradio's own caching of arrays writes to a path
+    named by the image's hash in place, so two sessions showing the same image at once could serve each other
+    a half-written file. Gradio copies each frame into its cache at once; frames are kept ``frame_age_s``.
+    """
+
+    def __init__(self, root: str | Path | None = None, max_age_s: float = 7200.0, frame_age_s: float = 120.0) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="rdiff-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_age_s = max_age_s
+        self.frame_age_s = frame_age_s
+        self.frames = self.root / "frames"
+        self.frames.mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._frames_pruned = time.monotonic()
+
+    def frame_file(self, image: np.ndarray) -> str:
+        """Write ``image`` (uint8 ``(H, W, 3)``, shown as is) as a PNG with a unique name; returns its path."""
+        self.frames.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        tmp, final = self.frames / f".{name}.tmp.png", self.frames / f"{name}.png"
+        Image.fromarray(image).save(tmp, compress_level=1)
+        os.replace(tmp, final)
+        if time.monotonic() - self._frames_pruned > self.frame_age_s / 4:
+            self._frames_pruned = time.monotonic()
+            self._prune_frames()
+        return str(final)
+
+    def _prune_frames(self) -> None:
+        cutoff = time.time() - self.frame_age_s
+        for child in self.frames.iterdir():
+            try:
+                if child.stat().st_mtime < cutoff:
+                    child.unlink()
+            except OSError:
+                pass
 
     def request_dir(self, task: str) -> Path:
         """A new empty folder for one request's files."""
@@ -63,7 +95,7 @@ class OutputStore:
         cutoff = time.time() - self.max_age_s
         for child in self.root.iterdir():
             try:
-                if child.is_dir() and child.stat().st_mtime < cutoff:
+                if child != self.frames and child.is_dir() and child.stat().st_mtime < cutoff:
                     shutil.rmtree(child, ignore_errors=True)
             except OSError:
                 pass

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+BACKGROUNDS = ("white", "black", "learned", "ray")  # see rdiff.renderer.VolumeRenderer.background
+
 
 @dataclass
 class RenderDiffusionConfig:
@@ -37,7 +39,7 @@ class RenderDiffusionConfig:
     coarse_samples: int = 24
     fine_samples: int = 24
     scene_bound: float = 1.0
-    background: str = "learned"  # "white" | "black" | "learned"
+    background: str = "learned"  # "white" | "black" | "learned" (one colour) | "ray" (an MLP of the ray)
     background_init: tuple[float, float, float] = (0.8, 0.8, 0.82)
     # diffusion
     timesteps: int = 1000
@@ -69,8 +71,8 @@ class RenderDiffusionConfig:
             raise ValueError(f"unknown triplane_aggregate {self.triplane_aggregate!r}")
         if self.triplane_frame not in ("world", "view_yaw"):
             raise ValueError(f"unknown triplane_frame {self.triplane_frame!r}")
-        if self.background not in ("white", "black", "learned"):
-            raise ValueError(f"unknown background {self.background!r}")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {self.background!r}; expected one of {BACKGROUNDS}")
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.coarse_samples < 2 or self.fine_samples < 0:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rdiff.config import BACKGROUNDS
+
 # field(points (B, P, 3)) -> density (B, P), rgb (B, P, 3)
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -99,6 +101,30 @@ def composite(density: Tensor, rgb: Tensor, t: Tensor, far: Tensor) -> tuple[Ten
     return color, depth, opacity, weights
 
 
+class RayBackground(nn.Module):
+    """A background colour per ray: a small MLP of the ray's unit direction and origin, shared by every scene.
+
+    What lies outside the scene box is the same in every scene of a dataset (a floor to the horizon, a sky), but
+    it is not one colour: it depends on where the ray goes. Starts as the constant ``init`` (zero last layer).
+    """
+
+    def __init__(self, init: tuple[float, float, float], hidden: int = 32, frequencies: int = 4) -> None:
+        super().__init__()
+        self.register_buffer("freqs", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        n_in = 6 + 2 * 3 * frequencies
+        self.mlp = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 3))
+        nn.init.zeros_(self.mlp[-1].weight)
+        with torch.no_grad():
+            self.mlp[-1].bias.copy_(torch.logit(torch.tensor(init).clamp(1e-3, 1 - 1e-3)))
+
+    def forward(self, origins: Tensor, dirs: Tensor) -> Tensor:
+        """``origins, dirs (..., 3)`` -> colour ``(..., 3)`` in [0, 1]."""
+        angles = dirs[..., None] * self.freqs.to(dirs.dtype) * torch.pi  # (..., 3, F)
+        feats = [dirs, origins / 4.0, angles.sin().flatten(-2), angles.cos().flatten(-2)]
+        return torch.sigmoid(self.mlp(torch.cat(feats, -1)))
+
+
 class VolumeRenderer(nn.Module):
     """Renders rays through ``[-bound, bound]^3`` with a coarse stratified pass and an importance pass.
 
@@ -118,19 +144,30 @@ class VolumeRenderer(nn.Module):
         self.coarse_samples = coarse_samples
         self.fine_samples = fine_samples
         self.bound = bound
+        if background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {background!r}; expected one of {BACKGROUNDS}")
         self.background_mode = background
         if background == "learned":
             init = torch.tensor(background_init).clamp(1e-3, 1 - 1e-3)
             self.background_logit = nn.Parameter(torch.logit(init))
         else:
             self.register_buffer("background_logit", torch.empty(0), persistent=False)
+        self.ray_background = RayBackground(background_init) if background == "ray" else None
 
-    def background(self, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """``(3,)`` background colour in [0, 1]."""
+    def background(self, origins: Tensor, dirs: Tensor) -> Tensor:
+        """The colour behind the scene box for rays ``origins, dirs (..., 3)``: ``(..., 3)`` in [0, 1].
+
+        ``white`` / ``black`` / ``learned`` are one colour (an expanded view); ``ray`` depends on the ray.
+        """
+        shape = (*origins.shape[:-1], 3)
+        if self.ray_background is not None:
+            return self.ray_background(origins, dirs).to(origins.dtype)
         if self.background_mode == "learned":
-            return torch.sigmoid(self.background_logit).to(device=device, dtype=dtype)
-        value = 1.0 if self.background_mode == "white" else 0.0
-        return torch.full((3,), value, device=device, dtype=dtype)
+            colour = torch.sigmoid(self.background_logit).to(device=origins.device, dtype=origins.dtype)
+        else:
+            value = 1.0 if self.background_mode == "white" else 0.0
+            colour = torch.full((3,), value, device=origins.device, dtype=origins.dtype)
+        return colour.expand(shape)
 
     def forward(
         self,
@@ -148,7 +185,7 @@ class VolumeRenderer(nn.Module):
         if not perturb and not torch.is_grad_enabled():
             return self.render_inference(field, origins, dirs)
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
-        bg = self.background(origins.device, origins.dtype)
+        bg = self.background(origins, dirs)
         color, depth, opacity = self._render_chunk(field, origins, dirs, near, far, hit, bg, perturb, generator)
         return RenderOutput(rgb=color, depth=depth, opacity=opacity)
 
@@ -162,7 +199,7 @@ class VolumeRenderer(nn.Module):
         """
         b, r, _ = origins.shape
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
-        bg = self.background(origins.device, origins.dtype)
+        bg = self.background(origins, dirs)
         rgb = bg.expand(b, r, 3).clone()
         depth = far.clone()  # misses: 0, as in forward()
         opacity = torch.zeros_like(far)
@@ -175,12 +212,13 @@ class VolumeRenderer(nn.Module):
         pick3 = order[..., None].expand(-1, -1, 3)
         o_h, d_h = origins.gather(1, pick3), dirs.gather(1, pick3)
         n_h, f_h, hit_h = near.gather(1, order), far.gather(1, order), hit.gather(1, order)
+        bg_h = bg.expand(b, r, 3).gather(1, pick3)
         outs = []
         ray_chunk = max(1, ray_chunk // b)  # rays per chunk summed over the batch
         for i in range(0, r_hit, ray_chunk):
             sl = slice(i, i + ray_chunk)
             rays = o_h[:, sl], d_h[:, sl], n_h[:, sl], f_h[:, sl], hit_h[:, sl]
-            outs.append(self._render_chunk_inference(field, *rays, bg))
+            outs.append(self._render_chunk_inference(field, *rays, bg_h[:, sl]))
         rgb.scatter_(1, pick3, torch.cat([o[0] for o in outs], 1))
         depth.scatter_(1, order, torch.cat([o[1] for o in outs], 1))
         opacity.scatter_(1, order, torch.cat([o[2] for o in outs], 1))

@@ -311,6 +311,50 @@ def test_background_for_empty_space(mode, expected):
         assert renderer.background_logit.grad is not None and renderer.background_logit.grad.abs().sum() > 0
 
 
+def test_ray_background_starts_constant_then_learns_a_horizon():
+    """``background="ray"`` starts as its init colour and can learn what a floor to the horizon looks like."""
+    renderer = VolumeRenderer(8, 8, background="ray", background_init=(0.35, 0.12, 0.12))
+
+    def empty(points):
+        return torch.zeros(points.shape[:-1]), torch.zeros((*points.shape[:-1], 3))
+
+    cams = orbit_cameras(torch.linspace(0, 300, 6), torch.linspace(5, 60, 6), 3.0, 1.4)
+    o, d = _rays(cams, 12, 12)
+    with torch.no_grad():
+        start = renderer(empty, o, d).rgb
+    torch.testing.assert_close(start, torch.tensor([0.35, 0.12, 0.12]).expand_as(start), atol=1e-5, rtol=0)
+    below = d[..., 2:] < -0.1  # world z up: rays going down see the floor, the rest a grey horizon
+    target = torch.where(below, torch.tensor([0.4, 0.1, 0.1]), torch.tensor([0.6, 0.6, 0.6]))
+    opt = torch.optim.Adam(renderer.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = (renderer(empty, o, d, perturb=True).rgb - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = renderer(empty, o, d).rgb  # the inference path
+    assert (out - target).abs().mean() < 0.03
+    assert (start - target).abs().mean() > 0.08  # far from where it started
+
+
+def test_ray_background_inference_and_training_paths_agree():
+    cams = orbit_cameras(torch.tensor([20.0, 150.0]), torch.tensor([15.0, 40.0]), 3.0, 1.3)  # some rays miss
+    o, d = _rays(cams, 20, 20)
+    r = VolumeRenderer(16, 16, background="ray")
+    with torch.no_grad():
+        for p in r.ray_background.parameters():
+            p.normal_(0, 0.5)
+    field = box_field(box_planes().expand(2, -1, -1, -1, -1))
+    with torch.no_grad():
+        fast = r(field, o, d)
+    with torch.enable_grad():
+        slow = r(field, o, d)
+    hit = ray_box_intersection(o, d, 1.0)[2]
+    assert bool(hit.any()) and bool((~hit).any())
+    assert float(r.background(o, d).std(dim=(0, 1)).min()) > 0.01  # really varies by ray
+    torch.testing.assert_close(fast.rgb, slow.rgb.detach(), atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------------
 # triplane sampling
 
