@@ -101,6 +101,8 @@ class TrainConfig:
     out_dir: str = "runs/clevr1"
     # Start a fresh run from these weights (a from_pretrained source), e.g. to continue the released model.
     init_from: str | None = None
+    # Continue this checkpoint folder (e.g. a committed portable checkpoint) when out_dir has none yet.
+    resume_from: str | None = None
     model: RenderDiffusionConfig = field(default_factory=RenderDiffusionConfig)
     batch_size: int = 16
     rays_per_image: int = 256
@@ -111,6 +113,9 @@ class TrainConfig:
     # Unseen-view loss: also render the triplane inferred from the (noisy) input view from another view of
     # the same scene and add that MSE with this weight. 0 = the paper's monocular supervision.
     novel_view_weight: float = 0.0
+    # Fraction of each view's rays drawn from its object + shadow pixels (dilated; needs masks in the data);
+    # the rest uniformly. 0 = uniform over the frame (the paper). The object weighs more than its pixel share.
+    foreground_ray_fraction: float = 0.0
     lr: float = 2e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0

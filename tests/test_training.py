@@ -16,11 +16,14 @@ from conftest import tiny_config
 from safetensors.torch import load_file
 
 from rdiff import RenderDiffusion
+from rdiff.cameras import orbit_cameras
 from rdiff.config import TrainConfig
 from rdiff.data.clevr1 import generate_clevr1
+from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW
 from rdiff.evaluation import evaluate, save_result
 from rdiff.training import load_train_config, train
-from rdiff.training.loop import sample_timesteps
+from rdiff.training.checkpoint import portable_checkpoint
+from rdiff.training.loop import focus_pixels, random_rays, sample_timesteps
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,6 +69,51 @@ def test_timestep_sampling_mix():
     assert (sample_timesteps(4000, 1000) < 100).float().mean().item() < 0.15
 
 
+def test_foreground_rays_take_their_fraction_from_the_mask():
+    """Half the rays from the focus pixels (all of them when the focus is smaller), the rest uniformly from the
+    pixels not taken yet, never a pixel twice."""
+    cams = orbit_cameras(torch.tensor([0.0, 90.0]), 30.0, 3.0, 0.8)
+    size, count = 16, 64
+    masks = torch.zeros(2, size, size, dtype=torch.uint8)
+    masks[0, 4:12, 4:12] = MASK_OBJECT  # 64 pixels (more after dilation)
+    masks[1, 0, 0] = MASK_SHADOW  # a tiny focus: 9 pixels once dilated by 1
+    focus = focus_pixels(masks, dilation=1)
+    assert focus[0].sum() == 100 and focus[1].sum() == 4  # the corner pixel's dilation is clipped
+    counts = torch.zeros(2, size * size)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        _, _, idx = random_rays(cams, size, count, g, focus=focus, focus_fraction=0.5)
+        assert all(len(set(row.tolist())) == count for row in idx)
+        inside = focus.gather(1, idx).sum(1)
+        assert inside[0] >= 32 and inside[1] == 4
+        counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
+    rest = counts[0][~focus[0]]  # the other 32 rays of a draw over the 224 pixels not taken: ~28.6 hits each
+    assert abs(float(rest.mean()) - 200 * 32 / 224) < 2.0 and float(rest.min()) > 10
+    assert float(counts[0][focus[0]].mean()) > 2.5 * float(rest.mean())
+    _, _, plain = random_rays(cams, size, count, torch.Generator().manual_seed(1))
+    assert focus.gather(1, plain).float().mean() < 0.5  # without focus: about the focus's share of the frame
+
+
+def test_training_with_foreground_rays_needs_masks(tmp_path, tiny_dataset):
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
+    cfg.foreground_ray_fraction, cfg.novel_view_weight = 0.5, 0.5
+    train(cfg, progress=False)  # the CLEVR1 generator stores masks
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
+    meta = json.loads((tiny_dataset / "train" / "transforms.json").read_text())
+    for fr in meta["frames"][:1]:
+        fr.pop("mask_path", None)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for item in (tiny_dataset / "train").iterdir():
+        if item.name != "transforms.json":
+            (bare / item.name).symlink_to(item)
+    (bare / "transforms.json").write_text(json.dumps(meta))
+    cfg = _cfg(tiny_dataset, tmp_path / "run2", steps=1)
+    cfg.data, cfg.foreground_ray_fraction = str(bare), 0.5
+    with pytest.raises(ValueError, match="needs object masks"):
+        train(cfg, progress=False)
+
+
 def test_train_resumes_and_exports(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     model_dir = train(_cfg(tiny_dataset, out, steps=3), progress=False)
@@ -84,6 +132,27 @@ def test_train_resumes_and_exports(tiny_dataset, tmp_path):
     # The exported EMA model loads with from_pretrained.
     model = RenderDiffusion.from_pretrained(str(model_dir))
     assert model.config == tiny_config()
+
+
+def test_portable_checkpoint_continues_on_a_fresh_machine(tiny_dataset, tmp_path):
+    """A committed checkpoint without optimiser state: a new out_dir resumes it (step, images, weights) and
+    warms the learning rate up again because Adam's moments restart."""
+    first = tmp_path / "session1"
+    train(_cfg(tiny_dataset, first, steps=3), progress=False)
+    portable = portable_checkpoint(first / "checkpoint", tmp_path / "committed" / "chairs")
+    assert sorted(p.name for p in portable.iterdir()) == ["ema.safetensors", "model.safetensors", "state.json"]
+    cfg = _cfg(tiny_dataset, tmp_path / "session2", steps=5)
+    cfg.resume_from, cfg.warmup_steps = str(portable), 4
+    train(cfg, progress=False)
+    state = json.loads((tmp_path / "session2" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 5 and state["images_seen"] == 5 * 4
+    logged = [json.loads(line) for line in (tmp_path / "session2" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [4, 5]
+    assert [r["lr"] for r in logged] == pytest.approx([cfg.lr / 4, cfg.lr / 2])
+    cfg.resume_from = str(tmp_path / "nothing-here")
+    cfg.out_dir = str(tmp_path / "session3")
+    with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
+        train(cfg, progress=False)
 
 
 def test_resume_with_other_model_config_is_refused(tiny_dataset, tmp_path):

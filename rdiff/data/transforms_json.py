@@ -377,7 +377,8 @@ class PosedImageDataset(torch.utils.data.Dataset):
     """All frames of a ``transforms.json`` folder, loaded into memory once (no augmentation).
 
     Items are dicts: ``image`` ``(3, H, W)`` float32 in [-1, 1], ``c2w`` ``(4, 4)``,
-    ``fov_x`` scalar tensor, ``index`` int. ``scenes[index]`` gives the scene id of an item.
+    ``fov_x`` scalar tensor, ``index`` int, ``mask`` ``(H, W)`` uint8 label mask (all 0 for frames without
+    one; ``has_masks`` says whether every frame has one). ``scenes[index]`` gives the scene id of an item.
     With ``paired=True`` every item also carries another view of the same scene, drawn at random each
     time (``other_image``, ``other_c2w``, ``other_fov_x``, ``other_index``; the item's own view when its
     scene has only one), for training with an unseen-view loss.
@@ -394,6 +395,10 @@ class PosedImageDataset(torch.utils.data.Dataset):
         self.c2w = cams.c2w
         self.fov_x = cams.fov_x
         self.scenes = [f.scene for f in self.frames]
+        h, w = images.shape[-2:]
+        self.has_masks = all(f.mask is not None for f in self.frames)
+        self.masks = torch.from_numpy(np.stack([f.mask if f.mask is not None else np.zeros((h, w), np.uint8)
+                                                for f in self.frames]))
         self.paired = paired
         members: dict[str, list[int]] = {}
         for i, scene in enumerate(self.scenes):
@@ -414,8 +419,10 @@ class PosedImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
-        item = {"image": self.images[index], "c2w": self.c2w[index], "fov_x": self.fov_x[index], "index": index}
+        item = {"image": self.images[index], "c2w": self.c2w[index], "fov_x": self.fov_x[index], "index": index,
+                "mask": self.masks[index]}
         if self.paired:
             j = self.other_view(index)
-            item.update(other_image=self.images[j], other_c2w=self.c2w[j], other_fov_x=self.fov_x[j], other_index=j)
+            item.update(other_image=self.images[j], other_c2w=self.c2w[j], other_fov_x=self.fov_x[j], other_index=j,
+                        other_mask=self.masks[j])
         return item

@@ -1,4 +1,9 @@
-"""Resumable training checkpoints: weights as safetensors, optimiser state loaded with weights_only."""
+"""Resumable training checkpoints: weights as safetensors, optimiser state loaded with weights_only.
+
+A checkpoint folder holds ``model.safetensors`` (the trained weights), ``ema.safetensors``, ``state.json`` and
+``optimizer.pt``. :func:`portable_checkpoint` copies one without ``optimizer.pt`` (half the size: what a
+session commits so the next one, on a fresh machine, continues); resuming from it restarts Adam's moments.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +40,33 @@ def save_training_state(
 def load_training_state(
     folder: Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:
-    """Restore a checkpoint written by :func:`save_training_state`; returns its ``state.json``."""
+    """Restore a checkpoint written by :func:`save_training_state`; returns its ``state.json``.
+
+    Without ``optimizer.pt`` (a :func:`portable_checkpoint`) the optimiser keeps its fresh state and the
+    returned dict has ``"optimizer_restored": False``.
+    """
     load_model(model, str(folder / "model.safetensors"), strict=True)
     load_model(ema, str(folder / "ema.safetensors"), strict=True)
-    blob = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
-    torch.set_rng_state(blob["rng"])
-    return json.loads((folder / "state.json").read_text())
+    state = json.loads((folder / "state.json").read_text())
+    restored = (folder / "optimizer.pt").is_file()
+    if restored:
+        blob = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(blob["optimizer"])
+        torch.set_rng_state(blob["rng"])
+    return {**state, "optimizer_restored": restored}
+
+
+def portable_checkpoint(folder: Path, dest: Path) -> Path:
+    """Copy checkpoint ``folder`` to ``dest`` without the optimiser state (weights, EMA and ``state.json``)."""
+    folder, dest = Path(folder), Path(dest)
+    if not (folder / "state.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a training checkpoint (no state.json)")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("model.safetensors", "ema.safetensors", "state.json"):
+        shutil.copy2(folder / name, tmp / name)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest

@@ -26,21 +26,48 @@ from tqdm.auto import tqdm
 
 from rdiff.cameras import Cameras
 from rdiff.config import TrainConfig
+from rdiff.data.transforms_json import MASK_SHADOW
 from rdiff.model import RenderDiffusion
 from rdiff.training.checkpoint import load_training_state, save_training_state
 from rdiff.training.ema import EMA
 
+FOCUS_DILATION = 2  # pixels around the object and its shadow that count as foreground for ray sampling
+
 
 def random_rays(
-    cameras: Cameras, size: int, count: int, generator: torch.Generator | None = None
+    cameras: Cameras, size: int, count: int, generator: torch.Generator | None = None,
+    focus: Tensor | None = None, focus_fraction: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``count`` random pixel rays per camera: origins, dirs ``(B, R, 3)`` and flat pixel indices ``(B, R)``."""
+    """``count`` distinct random pixel rays per camera: origins, dirs ``(B, R, 3)`` and flat pixel indices ``(B, R)``.
+
+    With a boolean ``focus (B, H*W)`` and ``focus_fraction > 0``, that fraction of each camera's rays is drawn
+    from its focus pixels (all of them when there are fewer) and the rest uniformly from the pixels not taken.
+    """
     origins, dirs = cameras.pixel_rays(size, size)
     b = len(cameras)
     count = min(count, size * size)
-    idx = torch.rand(b, size * size, generator=generator).argsort(dim=1)[:, :count].to(origins.device)
+    keys = torch.rand(b, size * size, generator=generator)
+    if focus is not None and focus_fraction > 0:
+        focus = focus.reshape(b, -1).cpu()
+        n_focus = min(count, int(round(focus_fraction * count)))
+        first = torch.where(focus, keys, 1.0 + keys).argsort(dim=1)[:, :n_focus]  # focus pixels first, at random
+        n_focus = torch.minimum(focus.sum(1), torch.tensor(n_focus))  # per camera: fewer when the focus is small
+        taken = torch.zeros_like(focus)
+        rank = torch.arange(first.shape[1])[None].expand(b, -1)
+        taken.scatter_(1, first, rank < n_focus[:, None])
+        rest = torch.rand(b, size * size, generator=generator)  # fresh keys: the first ones favour the taken
+        keys = torch.where(taken, keys - 2.0, rest)  # taken pixels sort first, then the rest uniformly
+    idx = keys.argsort(dim=1)[:, :count].to(origins.device)
     pick = idx[..., None].expand(-1, -1, 3)
     return origins.reshape(b, -1, 3).gather(1, pick), dirs.reshape(b, -1, 3).gather(1, pick), idx
+
+
+def focus_pixels(masks: Tensor, dilation: int = FOCUS_DILATION) -> Tensor:
+    """Label masks ``(B, H, W)`` -> boolean ``(B, H*W)``: object or shadow pixels, dilated by ``dilation`` px."""
+    fg = (masks >= MASK_SHADOW).float()[:, None]
+    if dilation > 0:
+        fg = torch.nn.functional.max_pool2d(fg, 2 * dilation + 1, stride=1, padding=dilation)
+    return fg[:, 0].flatten(1) > 0
 
 
 def gather_pixels(images: Tensor, idx: Tensor) -> Tensor:
@@ -63,6 +90,7 @@ def sample_timesteps(batch: int, timesteps: int, low_fraction: float = 0.0, low_
 def diffusion_loss(
     model: RenderDiffusion, images: Tensor, cameras: Cameras, rays_per_image: int, t: Tensor | None = None,
     other: tuple[Tensor, Cameras] | None = None, other_weight: float = 0.0,
+    focus: tuple[Tensor, Tensor | None] | None = None, focus_fraction: float = 0.0,
 ) -> Tensor:
     """x0-prediction MSE on a random subset of the input view's pixels (timesteps uniform unless given).
 
@@ -70,6 +98,10 @@ def diffusion_loss(
     triplane inferred from the noisy input view is also rendered from the other view and its MSE is added
     with that weight (the unseen-view loss; the paper's monocular objective is ``other_weight = 0``). Both
     views' rays go through one forward pass, so DDP sees every parameter used once.
+
+    With ``focus=(input view's, other view's)`` boolean ``(B, H*W)`` pixel sets (:func:`focus_pixels`) and
+    ``focus_fraction > 0``, that fraction of each view's rays is drawn from its focus pixels (see
+    :func:`random_rays`): the loss then weighs the object more than its share of the frame.
     """
     core = model.module if isinstance(model, DistributedDataParallel) else model
     b, m = images.shape[0], images.shape[-1]
@@ -77,15 +109,17 @@ def diffusion_loss(
         t = torch.randint(0, core.diffusion.timesteps, (b,), device=images.device)
     x_t = core.diffusion.q_sample(images, t, torch.randn_like(images))
     with_other = other is not None and other_weight > 0
+    focus_own, focus_other = focus if focus is not None and focus_fraction > 0 else (None, None)
     if rays_per_image >= m * m and not with_other:
         out = model(x_t, t, cameras, perturb=True)
         return torch.mean((out.x0 - images) ** 2)
-    origins, dirs, idx = random_rays(cameras, m, rays_per_image)
+    origins, dirs, idx = random_rays(cameras, m, rays_per_image, focus=focus_own, focus_fraction=focus_fraction)
     if not with_other:
         out = model(x_t, t, cameras, rays=(origins, dirs), perturb=True)
         return torch.mean((out.x0 - gather_pixels(images, idx)) ** 2)
     other_images, other_cameras = other
-    o2, d2, idx2 = random_rays(other_cameras.to(images.device, images.dtype), m, rays_per_image)
+    o2, d2, idx2 = random_rays(other_cameras.to(images.device, images.dtype), m, rays_per_image,
+                               focus=focus_other, focus_fraction=focus_fraction)
     r = origins.shape[1]
     out = model(x_t, t, cameras, rays=(torch.cat([origins, o2], 1), torch.cat([dirs, d2], 1)), perturb=True)
     own = torch.mean((out.x0[:, :r] - gather_pixels(images, idx)) ** 2)
@@ -160,6 +194,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ckpt_dir, model_dir = out / "checkpoint", out / "model"
 
     dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size, paired=cfg.novel_view_weight > 0)
+    if cfg.foreground_ray_fraction > 0 and not dataset.has_masks:
+        raise ValueError(f"foreground_ray_fraction needs object masks, and {cfg.data} has frames without one "
+                         "(mask_path in transforms.json)")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
     loader = DataLoader(
         dataset,
@@ -172,14 +209,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     model = RenderDiffusion(cfg.model).to(device)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, images_seen = 0, 0
-    if (ckpt_dir / "state.json").exists():
-        saved = json.loads((ckpt_dir / "state.json").read_text())
+    step, images_seen, warmup_start = 0, 0, 0
+    resume = ckpt_dir if (ckpt_dir / "state.json").exists() else None
+    if resume is None and cfg.resume_from:
+        resume = Path(cfg.resume_from)
+        if not (resume / "state.json").exists():
+            raise FileNotFoundError(f"resume_from {cfg.resume_from!r} is not a training checkpoint (no state.json)")
+    if resume is not None:
+        saved = json.loads((resume / "state.json").read_text())
         if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
-            raise ValueError(f"{ckpt_dir} was trained with a different model config; use a new out_dir")
-        state = load_training_state(ckpt_dir, model, ema.shadow, optimizer)
+            raise ValueError(f"{resume} was trained with a different model config; use a new out_dir")
+        state = load_training_state(resume, model, ema.shadow, optimizer)
         step = state["step"]
         images_seen = state.get("images_seen", step * cfg.batch_size * world)
+        if not state["optimizer_restored"]:  # a portable checkpoint: Adam's moments restart, so warm up again
+            warmup_start = step
     elif cfg.init_from:
         start_weights = RenderDiffusion.from_pretrained(cfg.init_from)
         if start_weights.config != cfg.model:
@@ -217,7 +261,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             batch = next(batches)
             images = batch["image"].to(device)
             cameras = Cameras(batch["c2w"].to(device), batch["fov_x"].to(device))
-            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            lr = cfg.lr * min(1.0, (step - warmup_start + 1) / max(1, cfg.warmup_steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
@@ -226,7 +270,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if cfg.novel_view_weight > 0:
                 other = (batch["other_image"].to(device),
                          Cameras(batch["other_c2w"].to(device), batch["other_fov_x"].to(device)))
-            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight)
+            focus = None
+            if cfg.foreground_ray_fraction > 0:
+                focus = (focus_pixels(batch["mask"]),
+                         focus_pixels(batch["other_mask"]) if "other_mask" in batch else None)
+            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight,
+                                  focus, cfg.foreground_ray_fraction)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
