@@ -113,9 +113,9 @@ class TrainConfig:
     # Unseen-view loss: also render the triplane inferred from the (noisy) input view from another view of
     # the same scene and add that MSE with this weight. 0 = the paper's monocular supervision.
     novel_view_weight: float = 0.0
-    # Fraction of each view's rays drawn from its object + shadow pixels (dilated; needs masks in the data);
-    # the rest uniformly. 0 = uniform over the frame (the paper). The object weighs more than its pixel share.
-    foreground_ray_fraction: float = 0.0
+    # Fraction of each view's rays drawn from its object pixels (dilated by 2 px; needs masks in the data); the
+    # rest uniformly. 0 = uniform over the frame (the paper). The object then weighs more than its pixel share.
+    object_ray_fraction: float = 0.0
     lr: float = 2e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0

@@ -69,14 +69,15 @@ def test_timestep_sampling_mix():
     assert (sample_timesteps(4000, 1000) < 100).float().mean().item() < 0.15
 
 
-def test_foreground_rays_take_their_fraction_from_the_mask():
+def test_object_rays_take_their_fraction_from_the_mask():
     """Half the rays from the focus pixels (all of them when the focus is smaller), the rest uniformly from the
     pixels not taken yet, never a pixel twice."""
     cams = orbit_cameras(torch.tensor([0.0, 90.0]), 30.0, 3.0, 0.8)
     size, count = 16, 64
     masks = torch.zeros(2, size, size, dtype=torch.uint8)
     masks[0, 4:12, 4:12] = MASK_OBJECT  # 64 pixels (more after dilation)
-    masks[1, 0, 0] = MASK_SHADOW  # a tiny focus: 9 pixels once dilated by 1
+    masks[1, 0, 0] = MASK_OBJECT  # a tiny focus: 9 pixels once dilated by 1
+    masks[1, 8:, 8:] = MASK_SHADOW  # shadows are not the object
     focus = focus_pixels(masks, dilation=1)
     assert focus[0].sum() == 100 and focus[1].sum() == 4  # the corner pixel's dilation is clipped
     counts = torch.zeros(2, size * size)
@@ -94,9 +95,9 @@ def test_foreground_rays_take_their_fraction_from_the_mask():
     assert focus.gather(1, plain).float().mean() < 0.5  # without focus: about the focus's share of the frame
 
 
-def test_training_with_foreground_rays_needs_masks(tmp_path, tiny_dataset):
+def test_training_with_object_rays_needs_masks(tmp_path, tiny_dataset):
     cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
-    cfg.foreground_ray_fraction, cfg.novel_view_weight = 0.5, 0.5
+    cfg.object_ray_fraction, cfg.novel_view_weight = 0.5, 0.5
     train(cfg, progress=False)  # the CLEVR1 generator stores masks
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
     meta = json.loads((tiny_dataset / "train" / "transforms.json").read_text())
@@ -109,7 +110,7 @@ def test_training_with_foreground_rays_needs_masks(tmp_path, tiny_dataset):
             (bare / item.name).symlink_to(item)
     (bare / "transforms.json").write_text(json.dumps(meta))
     cfg = _cfg(tiny_dataset, tmp_path / "run2", steps=1)
-    cfg.data, cfg.foreground_ray_fraction = str(bare), 0.5
+    cfg.data, cfg.object_ray_fraction = str(bare), 0.5
     with pytest.raises(ValueError, match="needs object masks"):
         train(cfg, progress=False)
 

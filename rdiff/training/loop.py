@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 
 from rdiff.cameras import Cameras
 from rdiff.config import TrainConfig
-from rdiff.data.transforms_json import MASK_SHADOW
+from rdiff.data.transforms_json import MASK_OBJECT
 from rdiff.model import RenderDiffusion
 from rdiff.training.checkpoint import load_training_state, save_training_state
 from rdiff.training.ema import EMA
 
-FOCUS_DILATION = 2  # pixels around the object and its shadow that count as foreground for ray sampling
+FOCUS_DILATION = 2  # pixels around the object that count as its own for ray sampling (its silhouette edge)
 
 
 def random_rays(
@@ -63,8 +63,8 @@ def random_rays(
 
 
 def focus_pixels(masks: Tensor, dilation: int = FOCUS_DILATION) -> Tensor:
-    """Label masks ``(B, H, W)`` -> boolean ``(B, H*W)``: object or shadow pixels, dilated by ``dilation`` px."""
-    fg = (masks >= MASK_SHADOW).float()[:, None]
+    """Label masks ``(B, H, W)`` -> boolean ``(B, H*W)``: object pixels, dilated by ``dilation`` px."""
+    fg = (masks >= MASK_OBJECT).float()[:, None]
     if dilation > 0:
         fg = torch.nn.functional.max_pool2d(fg, 2 * dilation + 1, stride=1, padding=dilation)
     return fg[:, 0].flatten(1) > 0
@@ -194,8 +194,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ckpt_dir, model_dir = out / "checkpoint", out / "model"
 
     dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size, paired=cfg.novel_view_weight > 0)
-    if cfg.foreground_ray_fraction > 0 and not dataset.has_masks:
-        raise ValueError(f"foreground_ray_fraction needs object masks, and {cfg.data} has frames without one "
+    if cfg.object_ray_fraction > 0 and not dataset.has_masks:
+        raise ValueError(f"object_ray_fraction needs object masks, and {cfg.data} has frames without one "
                          "(mask_path in transforms.json)")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
     loader = DataLoader(
@@ -271,11 +271,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 other = (batch["other_image"].to(device),
                          Cameras(batch["other_c2w"].to(device), batch["other_fov_x"].to(device)))
             focus = None
-            if cfg.foreground_ray_fraction > 0:
+            if cfg.object_ray_fraction > 0:
                 focus = (focus_pixels(batch["mask"]),
                          focus_pixels(batch["other_mask"]) if "other_mask" in batch else None)
             loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight,
-                                  focus, cfg.foreground_ray_fraction)
+                                  focus, cfg.object_ray_fraction)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
