@@ -88,7 +88,9 @@ def cached_triplane(model: RenderDiffusion, size: int) -> tuple[torch.Tensor, to
         frame = model.frames(cam)[0]
         best = None
         for scale in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
-            opacity = model.render_world((planes * scale)[None], frame[None], cam, size, size).opacity
+            scaled = (planes * scale)[None]
+            opacity = model.render_world(scaled, frame[None], cam, size, size,
+                                         field=model.inference_field(scaled)).opacity
             frac = float((opacity > 0.5).float().mean())
             if best is None or abs(frac - 0.5) < abs(best[1] - 0.5):
                 best = (scale, frac, float(opacity.mean()), float((opacity > 0.9).float().mean()))
@@ -110,7 +112,8 @@ def bench_frame(model: RenderDiffusion, planes, frame, cam, size: int, repeats: 
 
     def model_render():
         with torch.inference_mode():  # prepares the lookup table on every call
-            return model.render_world(planes[None], frame[None], cam, size, size)
+            return model.render_world(planes[None], frame[None], cam, size, size,
+                                      field=model.inference_field(planes[None]))
 
     def plain():
         return plain_render_model(model, planes[None], frame, cam.c2w, cam.fov_x, size)
@@ -167,7 +170,7 @@ def bench_denoise(model: RenderDiffusion, planes_cam: Cameras, repeats: int) -> 
 
     def step():
         with torch.inference_mode():
-            return model(x, t, planes_cam)
+            return model(x, t, planes_cam, inference=True)
 
     def encoder_only():
         with torch.inference_mode():

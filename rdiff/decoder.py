@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rdiff.renderer import POINT_CHUNK, FieldSample
 from rdiff.triplane import TriplaneTable, feature_dim, sample_triplane
 
 
@@ -21,19 +22,19 @@ class TriplaneDecoder(nn.Module):
         self.out = nn.Linear(dims[-1], 4)
         self.density_bias = density_bias
 
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor) -> FieldSample:
         """``features (..., F)`` -> ``density (...)``, ``rgb (..., 3)``."""
         h = features
         for layer in self.hidden:
             h = F.silu(layer(h))
         return self.activate(self.out(h))
 
-    def activate(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+    def activate(self, raw: Tensor) -> FieldSample:
         """Raw outputs ``(..., 4)`` -> ``density (...)`` (softplus), ``rgb (..., 3)`` in [0, 1]."""
         density = F.softplus(raw[..., 0] + self.density_bias)
         # Slightly widened sigmoid so pure black and white are reachable (as in EG3D).
         rgb = torch.sigmoid(raw[..., 1:]) * 1.002 - 0.001
-        return density, rgb
+        return FieldSample(density, rgb)
 
 
 class TriplaneField(nn.Module):
@@ -45,58 +46,75 @@ class TriplaneField(nn.Module):
         self.bound = bound
         self.decoder = TriplaneDecoder(feature_dim(channels, aggregate), hidden, layers, density_bias)
 
-    def forward(self, planes: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, planes: Tensor, points: Tensor) -> FieldSample:
         """``planes (B,3,C,N,N)``, ``points (B,P,3)`` -> ``density (B,P)``, ``rgb (B,P,3)``."""
         return self.decoder(sample_triplane(planes, points, self.bound, self.aggregate))
 
-    def inference_fn(self, planes: Tensor, chunk: int = 8192):
-        """A field callable ``points (B, P, 3) -> density (B, P), rgb (B, P, 3)`` for rendering without autograd.
+    def inference_field(self, planes: Tensor, chunk: int = POINT_CHUNK) -> InferenceField:
+        """This field prepared for rendering ``planes`` without autograd (see :class:`InferenceField`)."""
+        return InferenceField(self, planes, chunk)
 
-        Same maths as :meth:`forward` (equal up to float rounding), but the planes are laid out once as a
-        :class:`~rdiff.triplane.TriplaneTable` and points go through the MLP ``chunk`` at a time, in
-        reused cache-sized buffers with in-place activations (one set per calling thread, so several
-        threads may render through one field at once). Call it with gradients disabled. The decoder
-        weights are captured when the callable is made: build a new one after changing them.
-        """
-        table = TriplaneTable(planes, self.bound, self.aggregate)
-        dec = self.decoder
-        dtype, dev = table.table.dtype, planes.device
+
+class InferenceField:
+    """A :class:`TriplaneField` prepared for rendering one set of triplanes without autograd.
+
+    ``field(points (B, P, 3)) -> FieldSample(density (B, P), rgb (B, P, 3))``: the maths of
+    ``TriplaneField.forward(planes, points)`` (equal up to float rounding), but the planes are laid out once
+    as a :class:`~rdiff.triplane.TriplaneTable` and points go through the MLP ``chunk`` at a time, in
+    reused cache-sized buffers with in-place activations (one set per calling thread, so several threads
+    may render through one field at once). Passing one to the model's render methods selects the fast
+    inference path. Call it with gradients disabled. The decoder weights are captured when it is made:
+    build a new one after changing them.
+    """
+
+    def __init__(self, field: TriplaneField, planes: Tensor, chunk: int = POINT_CHUNK) -> None:
+        self.table = TriplaneTable(planes, field.bound, field.aggregate)
+        self.chunk = chunk
+        self._activate = field.decoder.activate
         # Feature-major layout: activations are (width, points), so biases and SiLU run along contiguous
         # rows and the 4-wide output layer is one wide product instead of a skinny one.
-        layers, w_out, b_out = feature_major_layers(dec, dtype)
-        per_thread = threading.local()
+        self._layers, self._w_out, self._b_out = feature_major_layers(field.decoder, self.table.table.dtype)
+        self._per_thread = threading.local()
 
-        def buffers() -> list[Tensor]:
-            if not hasattr(per_thread, "bufs"):
-                per_thread.bufs = [torch.empty(w.shape[0] * chunk, dtype=dtype, device=dev) for w, _ in layers]
-            return per_thread.bufs
+    @property
+    def device(self) -> torch.device:
+        """Where the prepared planes live (points must be there too)."""
+        return self.table.table.device
 
-        def field(points: Tensor) -> tuple[Tensor, Tensor]:
-            if torch.is_grad_enabled():
-                raise RuntimeError("inference_fn fields do not support autograd; use the module itself")
-            b, p, _ = points.shape
-            if b != table.batch and not (table.shared and table.batch == 1):
-                raise ValueError(f"got points for {b} scenes but planes for {table.batch}")
-            total = b * p
-            bidx = None if table.shared else torch.arange(b, device=dev).repeat_interleave(p)
-            idx, weights = table.taps(points.reshape(total, 3), bidx)  # all points at once: few, large ops
-            k = table.bags_per_point
-            raw = torch.empty(4, total, dtype=dtype, device=dev)
-            bufs = buffers()
-            for i in range(0, total, chunk):
-                j = min(i + chunk, total)
-                h = table.gather(idx[i * k : j * k], weights[i * k : j * k]).view(j - i, -1).t()
-                for (w, bias), buf in zip(layers, bufs):
-                    out = torch.mm(w, h, out=buf[: w.shape[0] * (j - i)].view(w.shape[0], j - i))
-                    h = F.silu(out if bias is None else out.add_(bias), inplace=True)
-                raw[:, i:j] = torch.mm(w_out, h)
-            if b_out is not None:
-                raw.add_(b_out)
-            density, rgb = dec.activate(raw.t())
-            # rgb is a (points, 3) view of colour-major memory; the renderer composites it as such
-            return density.view(b, p), rgb.view(b, p, 3)
+    def _buffers(self) -> list[Tensor]:
+        """This thread's activation buffers, one per hidden layer, made on first use."""
+        per_thread = self._per_thread
+        if not hasattr(per_thread, "bufs"):
+            per_thread.bufs = [torch.empty(w.shape[0] * self.chunk, dtype=self.table.table.dtype, device=self.device)
+                               for w, _ in self._layers]
+        return per_thread.bufs
 
-        return field
+    def __call__(self, points: Tensor) -> FieldSample:
+        """Density ``(B, P)`` and rgb ``(B, P, 3)`` at ``points (B, P, 3)`` (one scene, or one per batch item)."""
+        if torch.is_grad_enabled():
+            raise RuntimeError("inference fields do not support autograd; use the TriplaneField module itself")
+        table, chunk, dev = self.table, self.chunk, self.device
+        b, p, _ = points.shape
+        if b != table.batch and not (table.shared and table.batch == 1):
+            raise ValueError(f"got points for {b} scenes but planes for {table.batch}")
+        total = b * p
+        bidx = None if table.shared else torch.arange(b, device=dev).repeat_interleave(p)
+        idx, weights = table.taps(points.reshape(total, 3), bidx)  # all points at once: few, large ops
+        k = table.bags_per_point
+        raw = torch.empty(4, total, dtype=table.table.dtype, device=dev)
+        bufs = self._buffers()
+        for i in range(0, total, chunk):
+            j = min(i + chunk, total)
+            h = table.gather(idx[i * k : j * k], weights[i * k : j * k]).view(j - i, -1).t()
+            for (w, bias), buf in zip(self._layers, bufs):
+                out = torch.mm(w, h, out=buf[: w.shape[0] * (j - i)].view(w.shape[0], j - i))
+                h = F.silu(out if bias is None else out.add_(bias), inplace=True)
+            raw[:, i:j] = torch.mm(self._w_out, h)
+        if self._b_out is not None:
+            raw.add_(self._b_out)
+        density, rgb = self._activate(raw.t())
+        # rgb is a (points, 3) view of colour-major memory; the renderer composites it as such
+        return FieldSample(density.view(b, p), rgb.view(b, p, 3))
 
 
 FeatureMajorLayer = tuple[Tensor, Tensor | None]  # (weight (out, in), bias (out, 1) or None)

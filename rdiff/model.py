@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from rdiff.cameras import Cameras, orbit_cameras, to_frame, yaw_frames
 from rdiff.config import RenderDiffusionConfig
-from rdiff.decoder import TriplaneField
+from rdiff.decoder import InferenceField, TriplaneField
 from rdiff.diffusion import GaussianDiffusion
 from rdiff.encoder import TriplaneEncoder
-from rdiff.renderer import FieldFn, RenderOutput, VolumeRenderer
+from rdiff.renderer import RenderOutput, VolumeRenderer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -89,6 +89,14 @@ class RenderDiffusion(
         cond = local.conditioning() if self.config.camera_conditioning else None
         return self.encoder(x_t, t.to(x_t.device), cond)
 
+    def inference_field(self, planes: Tensor) -> InferenceField:
+        """The decoder prepared for rendering ``planes (B, 3, n_f, N, N)`` without autograd.
+
+        Passing it as ``field`` to :meth:`render_rays`, :meth:`render` or :meth:`render_world` selects the
+        fast inference path; a batch of views of one scene can share the field of its single triplane.
+        """
+        return self.field.inference_field(planes)
+
     def render_rays(
         self,
         planes: Tensor,
@@ -96,42 +104,40 @@ class RenderDiffusion(
         dirs: Tensor,
         perturb: bool = False,
         generator: torch.Generator | None = None,
-        field: FieldFn | None = None,
+        field: InferenceField | None = None,
     ) -> RenderOutput:
         """Render rays ``(B, R, 3)`` through triplanes; rgb in [0, 1].
 
-        Without autograd and ``perturb`` (inference) this takes the renderer's fast path with a prepared
-        field (``field``, from ``self.field.inference_fn(planes)``, or built here): the same result up to
-        float rounding (well within 1/255), several times faster. Training always takes the plain path.
+        The one switch between the two rendering paths: without ``field`` this is the differentiable
+        (training) path; with ``field``, an :class:`InferenceField` of these planes (:meth:`inference_field`),
+        the renderer's fast deterministic path without autograd: the same result up to float rounding
+        (well within 1/255), several times faster.
         """
-        if not perturb and not torch.is_grad_enabled():
-            return self.renderer.render_inference(field or self.field.inference_fn(planes), origins, dirs)
-        return self.renderer(lambda p: self.field(planes, p), origins, dirs, perturb, generator)
+        if field is None:
+            return self.renderer(lambda p: self.field(planes, p), origins, dirs, perturb, generator)
+        if perturb:
+            raise ValueError("the inference path renders deterministically: perturb needs field=None")
+        return self.renderer.render_inference(field, origins, dirs)
 
     def render(
-        self, planes: Tensor, cameras: Cameras, height: int, width: int, chunk: int = 8192, field: FieldFn | None = None
+        self, planes: Tensor, cameras: Cameras, height: int, width: int, field: InferenceField | None = None
     ) -> RenderOutput:
         """Render full images from cameras given in the triplanes' frames.
 
-        Returns rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``. ``field`` optionally
-        passes a prepared inference field for these planes (see :meth:`render_rays`).
+        Returns rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``. With ``field`` (a prepared
+        inference field for these planes) on the fast inference path, else differentiably (see
+        :meth:`render_rays`).
         """
         origins, dirs = cameras.to(planes.device, planes.dtype).pixel_rays(height, width)
         b = origins.shape[0]
-        origins, dirs = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
-        if field is None and not torch.is_grad_enabled():
-            field = self.field.inference_fn(planes)
-        outs = [
-            self.render_rays(planes, origins[:, i : i + chunk], dirs[:, i : i + chunk], field=field)
-            for i in range(0, origins.shape[1], chunk)
-        ]
-        rgb = torch.cat([o.rgb for o in outs], 1).reshape(b, height, width, 3).permute(0, 3, 1, 2)
-        depth = torch.cat([o.depth for o in outs], 1).reshape(b, height, width)
-        opacity = torch.cat([o.opacity for o in outs], 1).reshape(b, height, width)
-        return RenderOutput(rgb=rgb, depth=depth, opacity=opacity)
+        out = self.render_rays(planes, origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3), field=field)
+        rgb = out.rgb.reshape(b, height, width, 3).permute(0, 3, 1, 2)
+        return RenderOutput(rgb=rgb, depth=out.depth.reshape(b, height, width),
+                            opacity=out.opacity.reshape(b, height, width))
 
     def render_world(
-        self, planes: Tensor, frames: Tensor, cameras: Cameras, height: int, width: int, field: FieldFn | None = None
+        self, planes: Tensor, frames: Tensor, cameras: Cameras, height: int, width: int,
+        field: InferenceField | None = None,
     ) -> RenderOutput:
         """Render triplanes whose world-from-triplane rotations are ``frames`` from world-space ``cameras``."""
         local = to_frame(cameras.to(planes.device, planes.dtype), frames.to(planes))
@@ -145,18 +151,24 @@ class RenderDiffusion(
         cameras: Cameras,
         rays: tuple[Tensor, Tensor] | None = None,
         perturb: bool = False,
+        inference: bool = False,
     ) -> Denoised:
         """Predict x0 from ``x_t`` by rendering the inferred triplane from the input camera.
 
         With ``rays=(origins, dirs)`` of shape ``(B, R, 3)`` only those rays are rendered (training on
-        ray subsets) and ``x0`` is ``(B, R, 3)``; otherwise full images ``(B, 3, M, M)``.
+        ray subsets) and ``x0`` is ``(B, R, 3)``; otherwise full images ``(B, 3, M, M)``. ``inference=True``
+        renders on the fast path without autograd (sampling; see :meth:`render_rays`), otherwise the
+        rendering is differentiable.
         """
+        if inference and perturb:
+            raise ValueError("the inference path renders deterministically: use perturb=False")
         planes = self.encode(x_t, t, cameras)
         frames = self.frames(cameras).to(x_t)
+        field = self.inference_field(planes) if inference else None
         if rays is not None:
             origins = torch.einsum("bji,brj->bri", frames, rays[0])  # world -> triplane frame (R^T p)
             dirs = torch.einsum("bji,brj->bri", frames, rays[1])
-            out = self.render_rays(planes, origins, dirs, perturb)
+            out = self.render_rays(planes, origins, dirs, perturb, field=field)
         elif perturb:  # full images with jittered samples (training with rays_per_image >= M * M)
             m, b = self.config.image_size, x_t.shape[0]
             origins, dirs = to_frame(cameras.to(x_t.device, x_t.dtype), frames).pixel_rays(m, m)
@@ -167,7 +179,7 @@ class RenderDiffusion(
             )
         else:
             m = self.config.image_size
-            out = self.render_world(planes, frames, cameras, m, m)
+            out = self.render_world(planes, frames, cameras, m, m, field=field)
         return Denoised(x0=out.rgb * 2 - 1, planes=planes, frames=frames, depth=out.depth, opacity=out.opacity)
 
     def default_cameras(self, n: int = 1, azimuth_deg: float | None = None) -> Cameras:

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from rdiff.config import BACKGROUNDS
 
-# field(points (B, P, 3)) -> density (B, P), rgb (B, P, 3)
+
+class FieldSample(NamedTuple):
+    """A radiance field at points ``(B, P, 3)``: ``density (B, P)`` >= 0 and ``rgb (B, P, 3)`` in [0, 1]."""
+
+    density: Tensor
+    rgb: Tensor
+
+
+# field(points (B, P, 3)) -> density (B, P), rgb (B, P, 3): a FieldSample or any (density, rgb) pair
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+# The chunking policy of the inference path (VolumeRenderer.render_inference and the inference field it
+# renders through). It is the only one: the differentiable path renders every ray at once, since autograd
+# would keep every chunk's intermediates anyway.
+RAY_CHUNK = 1024  #: rays per coarse/fine pass, summed over the batch: the per-sample arrays stay in cache
+POINT_CHUNK = 8192  #: points per MLP pass of an inference field: its activations stay in cache
 
 
 @dataclass
@@ -177,25 +192,26 @@ class VolumeRenderer(nn.Module):
         perturb: bool = False,
         generator: torch.Generator | None = None,
     ) -> RenderOutput:
-        """Render rays ``origins, dirs (B, R, 3)`` (unit directions) through ``field``.
+        """Render rays ``origins, dirs (B, R, 3)`` (unit directions) through ``field``, differentiably.
 
-        Without autograd and ``perturb`` (inference) this takes :meth:`render_inference`, which gives the
-        same result up to float rounding; training (``perturb`` and/or autograd) always takes the code below.
+        This is the training path (and the reference): every ray at once, with or without autograd.
+        :meth:`render_inference` is the fast deterministic path for rendering without gradients.
         """
-        if not perturb and not torch.is_grad_enabled():
-            return self.render_inference(field, origins, dirs)
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
         bg = self.background(origins, dirs)
         color, depth, opacity = self._render_chunk(field, origins, dirs, near, far, hit, bg, perturb, generator)
         return RenderOutput(rgb=color, depth=depth, opacity=opacity)
 
     @torch.no_grad()
-    def render_inference(self, field: FieldFn, origins: Tensor, dirs: Tensor, ray_chunk: int = 1024) -> RenderOutput:
-        """The deterministic (``perturb=False``) render of :meth:`forward`, organised for speed.
+    def render_inference(
+        self, field: FieldFn, origins: Tensor, dirs: Tensor, ray_chunk: int = RAY_CHUNK
+    ) -> RenderOutput:
+        """The deterministic (``perturb=False``) render of :meth:`forward` without autograd, organised for speed.
 
-        Rays that miss the scene box are never evaluated (their result is the background, exactly as
-        in :meth:`forward`), and the rest go through the coarse/fine passes ``ray_chunk`` rays at a time
-        so the per-sample arrays stay in cache. ``field`` must be pointwise (any :data:`FieldFn` is).
+        Same result up to float rounding. Rays that miss the scene box are never evaluated (their result is
+        the background, exactly as in :meth:`forward`), and the rest go through the coarse/fine passes
+        ``ray_chunk`` rays at a time so the per-sample arrays stay in cache. ``field`` must be pointwise (any
+        :data:`FieldFn` is); an :class:`~rdiff.decoder.InferenceField` is the fast one for triplanes.
         """
         b, r, _ = origins.shape
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)

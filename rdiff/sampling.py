@@ -134,7 +134,7 @@ def denoise_steps(
         t = ts[a]
         s = ts[b] if b < len(ts) else -1
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = model(x, tt, cameras)
+        out = model(x, tt, cameras, inference=True)
         done += 1
         yield Step(done, total, t, x, out.x0, out.planes, out.frames)
         x = sampler.step(d, x, t, s, out.x0, generator)

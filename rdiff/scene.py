@@ -15,6 +15,7 @@ from rdiff.cameras import Cameras, orbit_cameras, position_to_spherical, turntab
 if TYPE_CHECKING:
     import trimesh
 
+    from rdiff.decoder import InferenceField
     from rdiff.model import RenderDiffusion
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
@@ -57,11 +58,12 @@ class Scene:
         self.camera = camera  # the input view's camera, world space
         # world-from-triplane rotation (3, 3)
         self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
-        self._field = None  # inference field prepared on first render (the triplane in a lookup-friendly layout)
+        # the triplane prepared for inference rendering on first render, on the model's device
+        self._field: InferenceField | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_field"] = None  # a closure over a lookup table: rebuilt on demand, not pickled or copied
+        state["_field"] = None  # a lookup table and per-thread buffers: rebuilt on demand, not pickled or copied
         return state
 
     @property
@@ -79,9 +81,9 @@ class Scene:
         dev = self.model.device
         planes = self.planes.to(dev)[None].expand(len(cameras), -1, -1, -1, -1)
         frames = self.frame.to(dev)[None].expand(len(cameras), 3, 3)
-        if self._field is None or self._field[0] != dev:
-            self._field = (dev, self.model.field.inference_fn(self.planes.to(dev)[None]))
-        out = self.model.render_world(planes, frames, cameras.to(dev), size, size, field=self._field[1])
+        if self._field is None or self._field.device != dev:
+            self._field = self.model.inference_field(self.planes.to(dev)[None])  # shared by every view
+        out = self.model.render_world(planes, frames, cameras.to(dev), size, size, field=self._field)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]

@@ -65,6 +65,22 @@ def test_forward_ray_subset_matches_full_image(tiny_model):
     torch.testing.assert_close(sub.x0, picked, atol=1e-4, rtol=0)
 
 
+def test_forward_inference_path_matches_the_differentiable_path(tiny_model):
+    """``inference=True`` (what sampling uses) renders the same x0 as the default differentiable path."""
+    x, t, cams = _inputs(tiny_model, seed=5)
+    origins, dirs, _ = random_rays(cams, 16, 24, torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fast, plain = tiny_model(x, t, cams, inference=True), tiny_model(x, t, cams)
+        fast_rays = tiny_model(x, t, cams, rays=(origins, dirs), inference=True)
+        plain_rays = tiny_model(x, t, cams, rays=(origins, dirs))
+    assert torch.equal(fast.planes, plain.planes)
+    torch.testing.assert_close(fast.x0, plain.x0, atol=2e-4, rtol=0)
+    torch.testing.assert_close(fast.opacity, plain.opacity, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast_rays.x0, plain_rays.x0, atol=2e-4, rtol=0)
+    with pytest.raises(ValueError, match="deterministic"):
+        tiny_model(x, t, cams, perturb=True, inference=True)
+
+
 def test_forward_training_mode_has_gradients(tiny_model):
     x, t, cams = _inputs(tiny_model, seed=2)
     origins, dirs, _ = random_rays(cams, 16, 32)

@@ -7,8 +7,15 @@ from conftest import tiny_config
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
-from rdiff.decoder import TriplaneField
-from rdiff.renderer import VolumeRenderer, composite, ray_box_intersection, sample_pdf, stratified_samples
+from rdiff.decoder import InferenceField, TriplaneField
+from rdiff.renderer import (
+    FieldSample,
+    VolumeRenderer,
+    composite,
+    ray_box_intersection,
+    sample_pdf,
+    stratified_samples,
+)
 from rdiff.triplane import TriplaneTable, sample_triplane
 
 # --------------------------------------------------------------------------------------------------
@@ -117,8 +124,7 @@ def test_inference_and_training_paths_agree_on_analytic_scene():
     o, d = _rays(cams, 24, 24)
     r = VolumeRenderer(32, 32, background="white")
     field = box_field(box_planes())
-    with torch.no_grad():
-        fast = r(field, o, d)  # no autograd, no perturbation: the inference path
+    fast = r.render_inference(field, o, d)
     with torch.enable_grad():
         slow = r(field, o, d)
     torch.testing.assert_close(fast.rgb, slow.rgb, atol=1e-5, rtol=0)
@@ -131,8 +137,7 @@ def test_inference_path_without_importance_samples_agrees():
     o, d = _rays(cams, 16, 16)
     r = VolumeRenderer(40, 0, background="black")
     field = box_field(box_planes())
-    with torch.no_grad():
-        fast = r(field, o, d)
+    fast = r.render_inference(field, o, d)
     with torch.enable_grad():
         slow = r(field, o, d)
     assert float(slow.opacity.max()) > 0.9  # the box is in view
@@ -154,15 +159,20 @@ def test_inference_field_matches_the_decoder_module(layers, aggregate):
     planes = torch.randn(2, 3, 6, 10, 10, generator=g)
     points = torch.rand(2, 700, 3, generator=g) * 2.4 - 1.2  # some outside the box
     with torch.no_grad():
-        want_density, want_rgb = field(planes, points)
-        density, rgb = field.inference_fn(planes, chunk=256)(points)  # several chunks, a partial last one
-        shared_density, _ = field.inference_fn(planes[:1])(points[:1])
-    assert density.shape == (2, 700) and rgb.shape == (2, 700, 3)
-    torch.testing.assert_close(density, want_density, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(rgb, want_rgb, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(shared_density, want_density[:1], atol=1e-5, rtol=1e-5)
+        want = field(planes, points)
+        fast = field.inference_field(planes, chunk=256)  # several chunks, a partial last one
+        got = fast(points)
+        shared = field.inference_field(planes[:1])(points[:1])
+    assert isinstance(fast, InferenceField) and fast.device == planes.device and fast.chunk == 256
+    assert isinstance(got, FieldSample) and isinstance(want, FieldSample)  # named outputs on both paths
+    assert got.density.shape == (2, 700) and got.rgb.shape == (2, 700, 3)
+    torch.testing.assert_close(got.density, want.density, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.rgb, want.rgb, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.density, want.density[:1], atol=1e-5, rtol=1e-5)
     with torch.enable_grad(), pytest.raises(RuntimeError, match="autograd"):
-        field.inference_fn(planes)(points)
+        field.inference_field(planes)(points)
+    with torch.no_grad(), pytest.raises(ValueError, match="scenes"):
+        field.inference_field(planes)(points[:1])
 
 
 def test_optimised_model_rendering_matches_training_path():
@@ -173,7 +183,7 @@ def test_optimised_model_rendering_matches_training_path():
     planes = torch.randn(2, 3, 8, 16, 16, generator=g) * 2.0
     cams = orbit_cameras([10.0, 130.0], [20.0, 45.0], [2.2, 3.0], 0.9)  # close enough that some rays miss the box
     with torch.inference_mode():
-        fast = model.render(planes, cams, 20, 20)
+        fast = model.render(planes, cams, 20, 20, field=model.inference_field(planes))
     with torch.enable_grad():
         slow = model.render(planes, cams, 20, 20)
     assert 0.05 < float(slow.opacity.detach().mean()) < 0.95  # a non-trivial scene
@@ -185,9 +195,31 @@ def test_optimised_model_rendering_matches_training_path():
     # a prepared field shared by a batch of views of one scene gives the same images
     one = planes[:1].expand(2, -1, -1, -1, -1)
     with torch.inference_mode():
-        shared = model.render(one, cams, 20, 20, field=model.field.inference_fn(planes[:1]))
-        separate = model.render(planes[:1].repeat(2, 1, 1, 1, 1), cams, 20, 20)
+        shared = model.render(one, cams, 20, 20, field=model.inference_field(planes[:1]))
+        two = planes[:1].repeat(2, 1, 1, 1, 1)
+        separate = model.render(two, cams, 20, 20, field=model.inference_field(two))
     torch.testing.assert_close(shared.rgb, separate.rgb, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="deterministic"):
+        model.render_rays(planes, *_rays(cams, 4, 4), perturb=True, field=model.inference_field(planes))
+
+
+def test_the_inference_path_is_taken_only_when_asked_for():
+    """Disabling autograd does not switch paths: only an inference field does (the plain path renders misses)."""
+    calls = []
+
+    def counting(points):
+        calls.append(points.shape[1])
+        return torch.zeros(points.shape[:-1]), torch.zeros((*points.shape[:-1], 3))
+
+    o = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 3.0, 0.5]]])
+    d = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])  # both rays miss the box
+    renderer = VolumeRenderer(8, 8)
+    with torch.no_grad():
+        renderer(counting, o, d)
+    assert calls, "the differentiable path evaluates every ray, even without autograd"
+    calls.clear()
+    renderer.render_inference(counting, o, d)
+    assert not calls
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,9 +333,8 @@ def test_background_for_empty_space(mode, expected):
     o, d = _rays(cams, 16, 16)
     hit = ray_box_intersection(o, d, 1.0)[2]
     assert bool(hit.any()) and bool((~hit).any())
-    for grad in (False, True):
-        with torch.set_grad_enabled(grad):
-            out = renderer(empty, o, d)
+    for render in (renderer.render_inference, renderer):
+        out = render(empty, o, d)
         torch.testing.assert_close(out.rgb.detach(), torch.tensor(expected).expand(1, 256, 3), atol=1e-5, rtol=0)
         torch.testing.assert_close(out.opacity.detach(), torch.zeros(1, 256))
     if mode == "learned":
@@ -331,8 +362,7 @@ def test_ray_background_starts_constant_then_learns_a_horizon():
         loss = (renderer(empty, o, d, perturb=True).rgb - target).pow(2).mean()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        out = renderer(empty, o, d).rgb  # the inference path
+    out = renderer.render_inference(empty, o, d).rgb
     assert (out - target).abs().mean() < 0.03
     assert (start - target).abs().mean() > 0.08  # far from where it started
 
@@ -345,8 +375,7 @@ def test_ray_background_inference_and_training_paths_agree():
         for p in r.ray_background.parameters():
             p.normal_(0, 0.5)
     field = box_field(box_planes().expand(2, -1, -1, -1, -1))
-    with torch.no_grad():
-        fast = r(field, o, d)
+    fast = r.render_inference(field, o, d)
     with torch.enable_grad():
         slow = r(field, o, d)
     hit = ray_box_intersection(o, d, 1.0)[2]
@@ -436,8 +465,7 @@ def test_rays_that_all_miss_never_evaluate_the_field():
     o = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 3.0, 0.5]]])
     d = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])  # pointing away / passing above the box
     renderer = VolumeRenderer(8, 8, background="learned", background_init=(0.3, 0.6, 0.9))
-    with torch.no_grad():
-        out = renderer(exploding, o, d)
+    out = renderer.render_inference(exploding, o, d)
     torch.testing.assert_close(out.rgb, torch.tensor([0.3, 0.6, 0.9]).expand(1, 2, 3))
     assert float(out.opacity.abs().max()) == 0.0 and float(out.depth.abs().max()) == 0.0
 

@@ -166,15 +166,16 @@ def save_samples(model: RenderDiffusion, images: Tensor, cameras: Cameras, path:
     model.eval()
     d = model.diffusion
     t0 = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-    rec = model(images, t0, cameras)
+    rec = model(images, t0, cameras, inference=True)
     tq = torch.full_like(t0, d.timesteps // 4)
     x_t = d.q_sample(images, tq, torch.randn_like(images))
-    rec_t = model(x_t, tq, cameras)
+    rec_t = model(x_t, tq, cameras, inference=True)
     az, el, r = position_to_spherical(cameras.position)
     side = orbit_cameras(az.cpu() + 90, el.cpu(), r.cpu(), float(cameras.fov_x[0])).to(images.device)
     side.fov_x = cameras.fov_x
     m = images.shape[-1]
-    novel = model.render_world(rec.planes, rec.frames, side, m, m).rgb * 2 - 1
+    novel = model.render_world(rec.planes, rec.frames, side, m, m, field=model.inference_field(rec.planes))
+    novel = novel.rgb * 2 - 1
     cols = [images, rec.x0, x_t.clamp(-1, 1), rec_t.x0, novel]
     grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, B*M, 5*M)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
