@@ -1,6 +1,8 @@
 """Launch the rdiff Gradio app: ``python app.py [--model SOURCE]`` (also the Hugging Face Space entry).
 
-Environment: ``RDIFF_MODEL`` (default model: Hub id or local folder; default ``weights/clevr1-32``),
+``SOURCE``: a shipped model's name (``clevr1-32``, ``chairs-64``, ...: the folders of ``weights/``), a
+Hugging Face Hub id or a local checkpoint folder; the app's model picker lists the shipped models.
+Environment: ``RDIFF_MODEL`` (default model, the same kinds of source; default ``clevr1-32``),
 ``GRADIO_SERVER_NAME`` (default 127.0.0.1), ``GRADIO_SERVER_PORT`` (default: Gradio's, 7860),
 ``RDIFF_CONCURRENCY`` (diffusion jobs at once, default 1).
 """
@@ -11,12 +13,14 @@ import argparse
 import os
 
 from demo.app import build_app, launch
+from rdiff.cli import model_help
+from rdiff.hub import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="RenderDiffusion demo")
     parser.add_argument("--model", default=os.environ.get("RDIFF_MODEL"),
-                        help="default model: Hub id or local checkpoint folder (env RDIFF_MODEL)")
+                        help=f"default model: {model_help(DEFAULT_MODEL)} (env RDIFF_MODEL)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ["GRADIO_SERVER_PORT"])
                         if os.environ.get("GRADIO_SERVER_PORT") else None)

@@ -1,5 +1,11 @@
 """The Gradio layout: a model picker and three tabs (Reconstruct, Inpaint, Generate).
 
+The model picker lists the shipped models by name (``weights/<name>/``, :func:`rdiff.hub.shipped_models`)
+and takes a typed Hub id or local folder too. Choosing a model loads it (``/load_model``), sets the camera
+sliders to its config's default camera and shows its examples (``assets/<name>/``, :mod:`demo.examples`)
+in the Reconstruct and Inpaint tabs; the galleries are hidden for a model without examples. The examples
+shown are kept per session (``gr.State``): clicking one sets the image and camera of that model's example.
+
 Every task ends in the same result panel (:class:`ResultPanel`): denoised image, depth, a live orbit
 preview (sliders re-render the triplane cached in ``gr.State``: no diffusion is re-run), an mp4
 turntable, an interactive plotly mesh view and the GLB mesh (``gr.Model3D`` + download).
@@ -22,7 +28,8 @@ its next yield (previews come every 0.5 s) and frees the worker at once; it retu
 session's previous result stays. docs/reliability.md has the measurements behind these settings.
 
 API endpoints (``gradio_client``): ``/load_model``, ``/noise_preview``, ``/reconstruct``,
-``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``.
+``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``; undocumented:
+``/model_examples`` (the example galleries of the session's last loaded model, run after ``/load_model``).
 The orbit endpoints re-render the calling session's last result (keep one ``Client`` per session).
 The inpaint editor value is ``{"background": image, "layers": [mask_rgba], "composite": None}``:
 the mask is the alpha channel of ``layers[0]`` (painted = fill in); a layer of another size is scaled to
@@ -46,6 +53,7 @@ from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, Model
 from demo.models import ModelRegistry
 from demo.results import OutputStore
 from rdiff.config import RenderDiffusionConfig
+from rdiff.hub import DEFAULT_MODEL
 from rdiff.sampling import InpaintSettings
 
 log = logging.getLogger("rdiff.demo")
@@ -61,17 +69,18 @@ CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 """
 
-INTRO = """
+INTRO = f"""
 # RenderDiffusion · `rdiff`
 Image diffusion whose denoiser predicts the clean image by **volume-rendering a triplane** it infers
 from the noisy image. The final triplane is a 3D scene: every result below can be orbited, played as
 a turntable, spun as Gaussian splats in your browser and downloaded as a mesh.
 ([paper](https://arxiv.org/abs/2211.09869), CVPR 2023, Anciukevičius et al.; model card: `weights/<model>/README.md`)
 
-**What the shipped model can do.** It was trained on synthetic single objects (CLEVR1: one cube, sphere or
-cylinder on a grey floor) at 32x32 pixels, with cameras 15-60° above the floor at distance ~3. Inputs like its
-training images reconstruct faithfully at t_r = 0. A photo of anything else is out of distribution: at t_r = 0
-it comes back as colour mush, and at t_r ≥ 40 the prior turns it into the nearest CLEVR-like object.
+**What the shipped models can do.** Each knows only what it was trained on (its model card says what). The
+default, `{DEFAULT_MODEL}`, saw synthetic single objects (CLEVR1: one cube, sphere or cylinder on a grey floor)
+at 32x32 pixels, with cameras 15-60° above the floor at distance ~3. Inputs like its training images reconstruct
+faithfully at t_r = 0. A photo of anything else is out of distribution: at t_r = 0 it comes back as colour mush,
+and at t_r ≥ 40 the prior turns it into the nearest CLEVR-like object.
 """
 
 MAX_TR_SLIDER = 300  # t_r beyond ~300 of 1000 keeps little of the input; the slider stays fine-grained below
@@ -176,57 +185,87 @@ class ResultPanel:
               trigger_mode="always_last", show_progress="hidden")
 
 
-def _examples(name: str, component: gr.components.Component, cams: CameraSliders, examples: list[Example],
-              label: str = "Examples (click one: sets the image and the camera)") -> None:
-    """A row of example thumbnails; clicking one loads the image and sets the camera it was rendered from."""
-    if not examples:
-        return
-    gallery = gr.Gallery([(str(e.path()), e.title) for e in examples], label=label, columns=len(examples),
-                         height=150, allow_preview=False, object_fit="contain", interactive=False,
-                         elem_id=f"{name}-examples")
+def _gallery_props(examples: list[Example] | None) -> dict[str, Any]:
+    examples = examples or []
+    return dict(value=[(str(e.path()), e.title) for e in examples], visible=bool(examples),
+                columns=max(1, len(examples)))
 
-    def pick(evt: gr.SelectData):
-        e = examples[evt.index]
-        return (str(e.path()), *e.camera_row())
 
-    gallery.select(pick, None, [component, *cams.inputs], api_visibility="private", queue=False)
+def gallery_update(examples: list[Example] | None) -> dict[str, Any]:
+    """An example gallery showing ``examples`` (hidden when there are none)."""
+    return gr.update(**_gallery_props(examples))
+
+
+def example_values(examples: list[Example] | None, index: Any) -> tuple:
+    """Image and camera (azimuth, elevation, radius, fov) of example ``index``; unchanged if there is none."""
+    try:
+        e = (examples or [])[int(index)]
+    except (IndexError, TypeError, ValueError):
+        return tuple(gr.skip() for _ in range(5))
+    return (str(e.path()), *e.camera_row())
+
+
+def _examples(name: str, component: gr.components.Component, cams: CameraSliders, examples: gr.State,
+              initial: list[Example], label: str = "Examples (click one: sets the image and the camera)") -> gr.Gallery:
+    """A row of example thumbnails; clicking one loads the image and sets the camera it was rendered from.
+
+    ``examples`` is the session's list of the current model's examples (the gallery shows the same list).
+    """
+    gallery = gr.Gallery(label=label, height=150, allow_preview=False, object_fit="contain", interactive=False,
+                         elem_id=f"{name}-examples", **_gallery_props(initial))
+
+    def pick(current: list[Example] | None, evt: gr.SelectData):
+        return example_values(current, evt.index)
+
+    gallery.select(pick, examples, [component, *cams.inputs], api_visibility="private", queue=False)
+    return gallery
 
 
 def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry | None = None,
               store: OutputStore | None = None, concurrency: int | None = None, max_queue: int = 16,
-              examples: list[Example] | None = None) -> gr.Blocks:
+              assets: Path | None = None) -> gr.Blocks:
     """Build the app (queue configured; call :func:`launch` or ``.launch()`` on the result).
 
     Args:
-        model_source: default model (Hub id or local folder); else env ``RDIFF_MODEL``; else the shipped
-            ``weights/clevr1-32``. Other sources typed into the model box fall back to it.
-        registry: model cache (tests pass one to reach the loaded model); made from ``model_source`` if None.
+        model_source: default model (a shipped model's name, Hub id or local folder); else env
+            ``RDIFF_MODEL``; else the shipped ``clevr1-32``. Other sources that fail to load fall back to it.
+        registry: model cache (tests pass one, e.g. with another folder of shipped models); made from
+            ``model_source`` if None.
         store: where result files go (a fresh temporary folder if None).
         concurrency: diffusion jobs run at once (default env ``RDIFF_CONCURRENCY`` or 1).
         max_queue: requests allowed to wait in the queue.
-        examples: example images (default: ``assets/examples.json``).
+        assets: the folder of the per-model example folders (default ``assets/``: ``assets/<model>/``).
     """
     source = str(model_source or os.environ.get("RDIFF_MODEL") or "") or None
     registry = registry or ModelRegistry(source)
     store = store or OutputStore()
     concurrency = concurrency or int(os.environ.get("RDIFF_CONCURRENCY", "1"))
-    examples = load_examples(ASSETS) if examples is None else examples
+    assets = ASSETS if assets is None else Path(assets)
     handlers = Handlers(registry, store, concurrent_jobs=concurrency)
+
+    def examples_of(m: ModelInfo) -> list[Example]:
+        return load_examples(m.name, assets)
 
     try:
         info = handlers.model_info(registry.default_source)
-        config, status = info.config, info.markdown
+        config, status, examples = info.config, info.markdown, examples_of(info)
     except gr.Error as e:  # the app still starts; runs will report the problem again
-        config = RenderDiffusionConfig()
+        config, examples = RenderDiffusionConfig(), []
         status = f"⚠️ **The default model could not be loaded:** {e.message}"
         log.warning("default model not loaded: %s", e.message)
+    choices = registry.shipped()
+    if registry.default_source not in choices:  # a Hub id or folder given at launch: offered too
+        choices.append(registry.default_source)
 
     with gr.Blocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
         gr.Markdown(INTRO)
         with gr.Row():
-            model_box = gr.Textbox(registry.default_source, label="Model (Hugging Face Hub id or local folder)",
-                                   scale=4, max_lines=1, submit_btn="Load")
-        model_status = gr.Markdown(status, label="Model status")
+            model_box = gr.Dropdown(choices, value=registry.default_source, label="Model", scale=4,
+                                    allow_custom_value=True, filterable=True, elem_id="model-picker",
+                                    info="a shipped model, or type a Hugging Face Hub id (user/model) or a local "
+                                         "checkpoint folder and press Enter")
+        model_status = gr.Markdown(status, label="Model status", elem_id="model-status")
+        model_examples = gr.State(examples)  # the examples of this session's current model
 
         # ------------------------------------------------------------------------------ Reconstruct
         with gr.Tab("Reconstruct", id="reconstruct"):
@@ -239,7 +278,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     rec_examples = gr.Column()
                     rec_cam = CameraSliders.build(config)
                     with rec_examples:
-                        _examples("reconstruct", rec_image, rec_cam, examples)
+                        rec_gallery = _examples("reconstruct", rec_image, rec_cam, model_examples, examples)
                     with gr.Row():
                         rec_tr = gr.Slider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
                                            label="t_r (input noise level)",
@@ -274,7 +313,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     inp_examples = gr.Column()
                     inp_cam = CameraSliders.build(config)
                     with inp_examples:
-                        _examples("inpaint", inp_editor, inp_cam, examples)
+                        inp_gallery = _examples("inpaint", inp_editor, inp_cam, model_examples, examples)
                     with gr.Row():
                         inp_steps = gr.Slider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
                         inp_resample = gr.Slider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
@@ -311,11 +350,18 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             if m.notice:
                 gr.Warning(m.notice)
             cams = CameraSliders.defaults(m.config)
-            return (m.markdown, *cams, *cams, gr.update(maximum=m.config.timesteps - 1, value=0))
+            return (m.markdown, *cams, *cams, gr.update(maximum=m.config.timesteps - 1, value=0), examples_of(m))
 
-        load_outputs = [model_status, *rec_cam.inputs, *inp_cam.inputs, rec_tr]
-        gr.on([model_box.submit], fn=load, inputs=model_box, outputs=load_outputs,
-              api_name="load_model", concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+        def show_examples(current: list[Example] | None):
+            return gallery_update(current), gallery_update(current)
+
+        # The gr.State output is not part of the API: /load_model returns the status, the 8 camera
+        # sliders and the t_r slider, as before. The galleries follow in a second, cheap event.
+        load_outputs = [model_status, *rec_cam.inputs, *inp_cam.inputs, rec_tr, model_examples]
+        load_evt = model_box.change(load, inputs=model_box, outputs=load_outputs, api_name="load_model",
+                                    concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+        load_evt.success(show_examples, model_examples, [rec_gallery, inp_gallery], api_name="model_examples",
+                         api_visibility="undocumented", concurrency_limit=None, show_progress="hidden")
 
         # Wrappers: Gradio injects gr.Progress by signature and names API parameters after these arguments.
         def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,

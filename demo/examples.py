@@ -1,38 +1,50 @@
-"""Example inputs shipped in ``assets/``: CLEVR1 renders plus the camera each was rendered from.
+"""Example inputs per shipped model: ``assets/<model>/`` holds the images plus the camera of each.
 
-``assets/examples.json`` lists, for every example image, the camera (azimuth, elevation, radius in
-scene units, horizontal fov in degrees) so that picking an example also sets the camera sliders.
-Regenerate the assets with ``python -m demo.examples`` (deterministic).
+``assets/<model>/examples.json`` lists, for every example image of that model (e.g. ``clevr1-32``),
+the camera (azimuth, elevation, radius in scene units, horizontal fov in degrees) so that picking an
+example also sets the camera sliders. A model without such a folder (a Hub id, a user's folder, a
+shipped model nobody made examples for) has no examples. Regenerate the CLEVR ones in
+``assets/clevr1-32/`` with ``python -m demo.examples`` (deterministic).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from rdiff.hub import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLES_FILE = "examples.json"
 EXAMPLE_SIZE = 128  # pixels; the app downsizes to the model's resolution
+CLEVR_MODEL = DEFAULT_MODEL  # the model the rendered CLEVR1 examples are for
 
 
 @dataclass(frozen=True)
 class Example:
     """One example image and the camera it was rendered from."""
 
-    file: str  # relative to the assets folder
+    file: str  # relative to ``folder``
     title: str
     azimuth: float  # degrees
     elevation: float  # degrees
     radius: float
     fov: float  # horizontal, degrees
+    folder: Path = field(default=ASSETS / CLEVR_MODEL, compare=False)  # not in examples.json
 
-    def path(self, root: Path = ASSETS) -> Path:
-        return root / self.file
+    def path(self) -> Path:
+        return self.folder / self.file
 
     def camera_row(self) -> list[float]:
         return [self.azimuth, self.elevation, self.radius, self.fov]
+
+    def to_json(self) -> dict:
+        """The entry of ``examples.json`` (the folder is where the file lies, not part of it)."""
+        entry = asdict(self)
+        del entry["folder"]
+        return entry
 
 
 # (file stem, title, shape, colour, material, size, yaw, azimuth, elevation, radius, fov)
@@ -46,18 +58,36 @@ _SPECS = [
 ]
 
 
-def load_examples(root: Path = ASSETS) -> list[Example]:
-    """The examples listed in ``root/examples.json`` whose image exists (empty if there is no list)."""
-    index = root / EXAMPLES_FILE
+def examples_folder(model: str | None, assets: Path = ASSETS) -> Path | None:
+    """``assets/<model>/`` when ``model`` is a bare name with an ``examples.json`` there, else None."""
+    name = (model or "").strip()
+    if not name or name != Path(name).name or name.startswith((".", "~")):
+        return None  # a Hub id or a path: no shipped examples
+    folder = Path(assets) / name
+    return folder if (folder / EXAMPLES_FILE).is_file() else None
+
+
+def read_examples(folder: Path) -> list[Example]:
+    """The examples listed in ``folder/examples.json`` whose image exists (empty if there is no list)."""
+    index = Path(folder) / EXAMPLES_FILE
     if not index.is_file():
         return []
     raw = json.loads(index.read_text(encoding="utf-8"))
-    examples = [Example(**item) for item in raw.get("examples", [])]
-    return [e for e in examples if e.path(root).is_file()]
+    examples = [Example(**item, folder=Path(folder)) for item in raw.get("examples", [])]
+    return [e for e in examples if e.path().is_file()]
 
 
-def make_examples(root: Path = ASSETS, size: int = EXAMPLE_SIZE) -> list[Example]:
-    """Render the example images with the CLEVR1 renderer and write ``examples.json``."""
+def load_examples(model: str | None = CLEVR_MODEL, assets: Path = ASSETS) -> list[Example]:
+    """The examples of the shipped model called ``model`` (``assets/<model>/examples.json``).
+
+    Empty for a model without examples: None, a Hub id, a local folder, or a name with no assets.
+    """
+    folder = examples_folder(model, assets)
+    return read_examples(folder) if folder is not None else []
+
+
+def make_examples(root: Path = ASSETS / CLEVR_MODEL, size: int = EXAMPLE_SIZE) -> list[Example]:
+    """Render the CLEVR1 example images into ``root`` and write its ``examples.json``."""
     from PIL import Image
 
     from rdiff.cameras import orbit_cameras
@@ -70,11 +100,11 @@ def make_examples(root: Path = ASSETS, size: int = EXAMPLE_SIZE) -> list[Example
         c2w = orbit_cameras(az, el, r, math.radians(fov)).c2w[0]
         rgb = render_view(scene, c2w, math.radians(fov), size, rng_or_seed=i)
         Image.fromarray((rgb * 255).round().astype("uint8")).save(root / f"{stem}.png", optimize=True)
-        examples.append(Example(f"{stem}.png", title, az, el, r, fov))
+        examples.append(Example(f"{stem}.png", title, az, el, r, fov, folder=root))
     doc = {
         "about": "CLEVR1 renders (rdiff.data.clevr1.render_view); camera: azimuth/elevation/fov in degrees, "
         "radius in scene units, looking at the origin. Regenerate with `python -m demo.examples`.",
-        "examples": [asdict(e) for e in examples],
+        "examples": [e.to_json() for e in examples],
     }
     (root / EXAMPLES_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return examples

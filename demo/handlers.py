@@ -91,16 +91,17 @@ def user_errors(action: str) -> Iterator[None]:
 
 @dataclass
 class ModelInfo:
-    """What the UI needs to know about the loaded model."""
+    """What the UI needs to know about the loaded model (``name``: the shipped model's name, if it is one)."""
 
     source: str
     notice: str | None
     config: RenderDiffusionConfig
+    name: str | None = None
 
     @property
     def markdown(self) -> str:
         c = self.config
-        text = (f"**Model:** `{self.source}` · {c.image_size}×{c.image_size} images · triplane "
+        text = (f"**Model:** `{self.name or self.source}` · {c.image_size}×{c.image_size} images · triplane "
                 f"{c.triplane_size}² × {c.triplane_channels} · T = {c.timesteps} timesteps")
         if self.notice:
             text = f"⚠️ **{self.notice}**\n\n" + text
@@ -166,7 +167,7 @@ class Handlers:
     def model_info(self, source: str | None, reload: bool = False) -> ModelInfo:
         with user_errors("Loading the model"):
             loaded = self.registry.get(source, reload=reload)
-            return ModelInfo(loaded.source, loaded.notice, loaded.model.config)
+            return ModelInfo(loaded.source, loaded.notice, loaded.model.config, loaded.name)
 
     def _model(self, source: str | None) -> tuple[RenderDiffusion, list[str]]:
         loaded = self.registry.get(source)

@@ -1,4 +1,8 @@
-"""Command line: ``rdiff {reconstruct,inpaint,generate,train,eval,data}`` (also ``python -m rdiff``)."""
+"""Command line: ``rdiff {reconstruct,inpaint,generate,train,eval,data}`` (also ``python -m rdiff``).
+
+The commands that use a model take ``--model`` (alias ``--checkpoint``): a shipped model's name
+(``weights/<name>/``, e.g. ``clevr1-32``; the help lists them), a local checkpoint folder or a Hub id.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,24 @@ def _progress(desc: str):
     return update
 
 
+def model_help(default: str | None = None) -> str:
+    """Help text of a ``--model`` option: what it accepts, with the shipped models' names."""
+    from rdiff.hub import shipped_models
+
+    names = ", ".join(shipped_models()) or "none found"
+    text = f"a shipped model ({names}), a local checkpoint folder or a Hugging Face Hub id (user/model)"
+    return f"{text}; default: {default}" if default else text
+
+
+def _add_model_option(p: argparse.ArgumentParser, required: bool = False) -> None:
+    from rdiff.hub import DEFAULT_MODEL
+
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="MODEL", required=required,
+                   default=None, help=model_help(None if required else DEFAULT_MODEL))
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None, help="local checkpoint folder or Hub id (default: shipped weights)")
+    _add_model_option(p)
     p.add_argument("--out", default="outputs", help="output folder")
     p.add_argument("--steps", type=int, default=None, help="denoising steps")
     p.add_argument("--seed", type=int, default=0)
@@ -264,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="novel-view (or inpainting) metrics against trivial baselines")
     p.add_argument("--task", choices=("reconstruct", "inpaint"), default="reconstruct",
                    help="reconstruct: novel views from one input view; inpaint: a square hole over the object")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_option(p, required=True)
     p.add_argument("--data", required=True, help="folder with transforms.json (scenes with several views)")
     p.add_argument("--tr", default="0", help="comma-separated reconstruction timesteps, e.g. 0,40")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: its default)")

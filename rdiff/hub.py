@@ -1,4 +1,10 @@
-"""Resolving a model source (Hub id or local folder) with an offline fallback to the shipped weights."""
+"""Model sources: the shipped models (by name), local folders and Hub ids, with an offline fallback.
+
+The shipped models are the folders ``weights/<name>/`` holding a ``config.json`` (e.g. ``clevr1-32``,
+``chairs-64``); :func:`shipped_models` lists their names and :func:`load_model` accepts a bare name as
+well as a local checkpoint folder or a Hugging Face Hub id (``user/model``). A bare name of a shipped
+model always means that model; write ``./name`` for a folder of the same name in the working directory.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,56 @@ from urllib.parse import urlparse
 
 import torch
 
-from rdiff.model import CheckpointError, RenderDiffusion, looks_like_local_path
+from rdiff.model import CONFIG_NAME, CheckpointError, RenderDiffusion, looks_like_local_path
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "clevr1-32"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODEL = "clevr1-32"
+SHIPPED_WEIGHTS = WEIGHTS_DIR / DEFAULT_MODEL
+
+
+def _weights_dir(root: str | Path | None) -> Path:
+    return WEIGHTS_DIR if root is None else Path(root)
+
+
+def shipped_models(root: str | Path | None = None) -> list[str]:
+    """Names of the shipped models: the folders of ``root`` (default ``weights/``) with a config.json.
+
+    Sorted by name, with the default model (:data:`DEFAULT_MODEL`) first when it is among them.
+    """
+    folder = _weights_dir(root)
+    if not folder.is_dir():
+        return []
+    names = sorted(p.name for p in folder.iterdir() if (p / CONFIG_NAME).is_file())
+    return sorted(names, key=lambda name: name != DEFAULT_MODEL)
+
+
+def shipped_folder(name: str | Path, root: str | Path | None = None) -> Path | None:
+    """The folder of the shipped model called ``name`` (a bare folder name), or None if there is none."""
+    name = str(name).strip()
+    if not name or name != Path(name).name or name.startswith((".", "~")):
+        return None  # a path or a Hub id, not a name
+    folder = _weights_dir(root) / name
+    return folder if (folder / CONFIG_NAME).is_file() else None
+
+
+def resolve_source(source: str | Path, root: str | Path | None = None) -> str:
+    """``source`` with a shipped model's name replaced by its folder; paths and Hub ids are unchanged."""
+    folder = shipped_folder(source, root)
+    return str(folder) if folder is not None else str(source)
+
+
+def shipped_name(source: str | Path | None, root: str | Path | None = None) -> str | None:
+    """The name of the shipped model ``source`` refers to (by its name or its folder), else None."""
+    text = str(source or "").strip()
+    if not text:
+        return None
+    if shipped_folder(text, root) is not None:
+        return text
+    path = Path(text).expanduser()
+    if not (path / CONFIG_NAME).is_file():
+        return None
+    path = path.resolve()
+    return path.name if path.parent == _weights_dir(root).resolve() else None
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
@@ -34,11 +87,18 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 @dataclass
 class LoadedModel:
-    """A model plus where it came from and, when the requested source failed, why we fell back."""
+    """A model plus where it came from (``name``: the shipped model's name, if it is one) and, when the
+    requested source failed, why we fell back."""
 
     model: RenderDiffusion
     source: str
     notice: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How to show the model to a user: the shipped model's name, else the source."""
+        return self.name or self.source
 
 
 def load_model(
@@ -46,8 +106,10 @@ def load_model(
     device: str | torch.device = "cpu",
     fallback: str | Path | None = SHIPPED_WEIGHTS,
     local_files_only: bool = False,
+    weights: str | Path | None = None,
 ) -> LoadedModel:
-    """Load ``source`` (a local checkpoint folder or a Hugging Face Hub id; default: the shipped weights).
+    """Load ``source`` (a shipped model's name, a local checkpoint folder or a Hugging Face Hub id;
+    default: the shipped weights). ``weights``: the folder of the shipped models (default ``weights/``).
 
     If ``source`` cannot be loaded (unknown id, no network, corrupt files) and ``fallback`` is given,
     the fallback is loaded instead and ``notice`` explains what happened. A broken *local* folder
@@ -55,12 +117,13 @@ def load_model(
     """
     if not (source or fallback):
         raise CheckpointError("no model source given and no shipped weights configured")
-    target = str(source or fallback)
+    target = resolve_source(source or fallback, weights)
+    fallback = resolve_source(fallback, weights) if fallback else None
     offline = not Path(target).is_dir() and not local_files_only and not hub_reachable()
     local_files_only = local_files_only or offline  # offline: the local Hub cache may still have it
     try:
         model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
-        return LoadedModel(model.to(device).eval(), target)
+        return LoadedModel(model.to(device).eval(), target, name=shipped_name(target, weights))
     except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
         is_local = Path(target).exists() or looks_like_local_path(target)
         if fallback is None or is_local or str(fallback) == target:
@@ -77,4 +140,4 @@ def load_model(
             reason = "the Hugging Face Hub is unreachable and it is not in the local cache"
         model = RenderDiffusion.from_pretrained(str(fallback))
         notice = f"Could not load {target!r} ({reason}); using the shipped weights in {Path(fallback).name}/ instead."
-        return LoadedModel(model.to(device).eval(), str(fallback), notice)
+        return LoadedModel(model.to(device).eval(), fallback, notice, shipped_name(fallback, weights))

@@ -2,12 +2,15 @@
 
 In-process: :func:`running_app` (tests can reach the registry and model). In a child process:
 :func:`app_subprocess` (``python tests/app_server.py WORKDIR``), so that the server's memory can be
-measured on its own (see ``tests/test_app_load.py``).
+measured on its own (see ``tests/test_app_load.py``). :func:`make_shipped` makes a folder of tiny
+"shipped" models and their example folders, for an app whose picker lists several models.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,19 +53,58 @@ def make_tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+#: The tiny shipped models of :func:`make_shipped`: name -> config overrides (other default cameras and T).
+SHIPPED = {
+    "clevr1-32": {},
+    "chairs-64": dict(default_azimuth=200.0, default_elevation=15.0, default_radius=2.4, default_fov_x=0.6,
+                      timesteps=50),
+    "plain-16": dict(default_azimuth=10.0, default_elevation=50.0, timesteps=80),
+}
+#: The one example of the tiny ``chairs-64`` (camera: azimuth, elevation, radius, fov in degrees).
+CHAIR_EXAMPLE = {"file": "chair.png", "title": "a chair", "azimuth": 210.0, "elevation": 20.0, "radius": 2.5,
+                 "fov": 35.0}
+
+
+def make_shipped(workdir: Path) -> tuple[Path, Path]:
+    """``(weights, assets)`` in ``workdir``: the tiny models of :data:`SHIPPED` and their examples.
+
+    ``clevr1-32`` gets a copy of the real CLEVR examples, ``chairs-64`` one example of its own
+    (:data:`CHAIR_EXAMPLE`), ``plain-16`` none; ``weights/`` also holds a folder without config.json.
+    """
+    from conftest import tiny_config
+    from PIL import Image
+
+    from demo.examples import ASSETS
+
+    weights, assets = workdir / "weights", workdir / "assets"
+    for i, (name, overrides) in enumerate(SHIPPED.items()):
+        torch.manual_seed(i)
+        RenderDiffusion(tiny_config(**overrides)).eval().save_pretrained(weights / name)
+    (weights / "not-a-model").mkdir()
+    shutil.copytree(ASSETS / "clevr1-32", assets / "clevr1-32")
+    chairs = assets / "chairs-64"
+    chairs.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (150, 40, 40)).save(chairs / CHAIR_EXAMPLE["file"])
+    (chairs / "examples.json").write_text(json.dumps({"examples": [CHAIR_EXAMPLE]}))
+    return weights, assets
+
+
 @contextmanager
-def running_app(workdir: Path, **build_options: Any) -> Iterator[AppServer]:
+def running_app(workdir: Path, default: str | None = None, weights: Path | None = None,
+                **build_options: Any) -> Iterator[AppServer]:
     """Build the app around a fresh tiny checkpoint in ``workdir`` and serve it until the block exits.
 
-    ``build_options`` go to :func:`demo.app.build_app` (e.g. ``max_queue``).
+    ``default``: the default model instead of that checkpoint (e.g. a name of the shipped models in
+    ``weights``, see :func:`make_shipped`). ``build_options`` go to :func:`demo.app.build_app` (e.g.
+    ``max_queue``, ``assets``).
     """
     from demo.app import build_app, launch
     from demo.models import ModelRegistry
     from demo.results import OutputStore
 
     checkpoint = make_tiny_checkpoint(workdir / "tiny-ckpt")
-    registry = ModelRegistry(str(checkpoint), device="cpu")
-    app = build_app(str(checkpoint), registry=registry, store=OutputStore(workdir / "outputs"), **build_options)
+    registry = ModelRegistry(default or str(checkpoint), device="cpu", weights=weights)
+    app = build_app(registry.default_source, registry=registry, store=OutputStore(workdir / "outputs"), **build_options)
     port = free_port()
     launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:

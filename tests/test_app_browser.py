@@ -1,8 +1,9 @@
-"""One end-to-end run in real headless Chromium: upload into the Inpaint editor, paint a stroke, inpaint."""
+"""Real headless Chromium: upload into the Inpaint editor, paint a stroke, inpaint; splats; the model picker."""
 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,4 +115,66 @@ def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
         assert np.abs(moved - pixels).mean() > 1.0, "dragging did not change the view"
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "reconstruct.png"), full_page=True)
+        assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    """The app serving the tiny shipped models of tests/app_server.py (clevr1-32, chairs-64, plain-16)."""
+    from app_server import make_shipped, running_app
+
+    weights, assets = make_shipped(tmp_path_factory.mktemp("shipped"))
+    with running_app(tmp_path_factory.mktemp("app"), default="clevr1-32", weights=weights, assets=assets) as srv:
+        yield srv
+
+
+def test_model_picker_switches_examples_and_cameras(browser, shipped_server):
+    """Choosing another shipped model in the picker shows its examples and camera; an example click uses them."""
+    from app_server import CHAIR_EXAMPLE
+    from playwright.sync_api import expect
+
+    from demo.examples import load_examples
+
+    def slider(label: str):
+        return page.locator(f"input[aria-label='number input for {label}']:visible")
+
+    def pick_model(name: str):
+        page.locator("#model-picker input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+        page.locator("#model-status").get_by_text(name).wait_for(timeout=60_000)
+
+    with app_page(browser, shipped_server.url, 1400) as (page, errors):
+        gallery = page.locator("#reconstruct-examples")
+        thumbs = gallery.locator(".gallery-item button")
+        thumbs.first.wait_for(timeout=30_000)
+        assert thumbs.count() == len(load_examples())  # the default clevr1-32's examples
+
+        pick_model("chairs-64")
+        page.wait_for_function("() => document.querySelectorAll('#reconstruct-examples .gallery-item').length == 1",
+                               timeout=30_000)
+        expect(slider("Azimuth (°)")).to_have_value("200")  # chairs-64's default camera
+        thumbs.first.click()
+        for label, key in (("Azimuth (°)", "azimuth"), ("Elevation (°)", "elevation")):  # the example's camera
+            expect(slider(label)).to_have_value(re.compile(rf"^{CHAIR_EXAMPLE[key]:g}(\.0)?$"), timeout=10_000)
+        page.locator("#reconstruct-input img").first.wait_for(timeout=10_000)  # the chair image was set
+
+        page.get_by_role("tab", name="Inpaint").click()  # the Inpaint tab follows the same model
+        page.locator("#inpaint-examples .gallery-item").first.wait_for(timeout=10_000)
+        assert page.locator("#inpaint-examples .gallery-item").count() == 1
+
+        pick_model("plain-16")  # no examples: both galleries hidden
+        page.locator("#inpaint-examples").wait_for(state="hidden", timeout=30_000)
+        expect(slider("Azimuth (°)")).to_have_value("10")
+
+        picker = page.locator("#model-picker input")  # a typed folder (custom value) loads on Enter too
+        picker.click()
+        picker.fill(str(shipped_server.checkpoint))
+        picker.press("Enter")
+        page.locator("#model-status").get_by_text(str(shipped_server.checkpoint)).wait_for(timeout=60_000)
+        pick_model("clevr1-32")  # and back: its examples again
+        page.locator("#inpaint-examples .gallery-item").first.wait_for(timeout=30_000)
+        assert page.locator("#inpaint-examples .gallery-item").count() == len(load_examples())
+        assert page.locator(".toast-body.error").count() == 0
+        if os.environ.get("RDIFF_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "model_picker.png"), full_page=True)
         assert not errors, errors
