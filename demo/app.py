@@ -350,7 +350,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             if m.notice:
                 gr.Warning(m.notice)
             cams = CameraSliders.defaults(m.config)
-            return (m.markdown, *cams, *cams, gr.update(maximum=m.config.timesteps - 1, value=0), examples_of(m))
+            t_r = gr.update(maximum=min(m.config.timesteps - 1, MAX_TR_SLIDER), value=0)
+            return (m.markdown, *cams, *cams, t_r, examples_of(m))
 
         def show_examples(current: list[Example] | None):
             return gallery_update(current), gallery_update(current)

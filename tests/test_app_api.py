@@ -112,6 +112,9 @@ def test_load_model_shows_config_and_fallback_notice(server, client, tmp_path):
     out = client.predict(str(server.checkpoint), api_name="/load_model")
     assert "16×16 images" in out[0] and "T = 100" in out[0]
     assert out[-1]["maximum"] == 99 and out[-1]["value"] == 0  # the t_r slider follows T
+    shipped = Path(__file__).resolve().parent.parent / "weights" / "clevr1-32"  # T = 1000
+    out = client.predict(str(shipped), api_name="/load_model")
+    assert "T = 1000" in out[0] and out[-1]["maximum"] == 300  # capped, as when the app starts
     out = client.predict("nobody/no-such-rdiff-model", api_name="/load_model")  # offline in tests
     assert "Could not load 'nobody/no-such-rdiff-model'" in out[0] and "16×16 images" in out[0]
     with pytest.raises(AppError, match="'/nonexistent/no-such-folder' does not exist"):
