@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from rdiff.cameras import Cameras, orbit_cameras, to_frame, yaw_frames
+from rdiff.checkpoint_io import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    checkpoint_files,
+    load_weights_into,
+    looks_like_local_path,
+    read_config,
+    write_checkpoint,
+)
 from rdiff.config import RenderDiffusionConfig
 from rdiff.decoder import InferenceField, TriplaneField
 from rdiff.diffusion import GaussianDiffusion
 from rdiff.encoder import TriplaneEncoder
 from rdiff.renderer import RenderOutput, VolumeRenderer
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or does not match its config."""
+# re-exported: the checkpoint format lives in rdiff.checkpoint_io
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "CheckpointError", "Denoised", "RenderDiffusion", "load_checkpoint",
+           "looks_like_local_path"]
 
 
 @dataclass
@@ -195,10 +200,8 @@ class RenderDiffusion(
 
     # ------------------------------------------------------------------------------ checkpoints
     def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_model
-
-        save_model(self, str(Path(save_directory) / WEIGHTS_NAME))
-        (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2))
+        """The Hub mixin's hook behind :meth:`save_pretrained`: config.json + model.safetensors."""
+        write_checkpoint(self, self.config, save_directory)
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -219,71 +222,15 @@ class RenderDiffusion(
         version, which parses config.json on its own first (a corrupt config would surface as a bare
         JSON or attribute error) and falls back to pickled ``pytorch_model.bin`` files.
         """
-        model_id = os.path.expanduser(str(pretrained_model_name_or_path))
-        if not os.path.isdir(model_id) and (os.path.exists(model_id) or looks_like_local_path(model_id)):
-            raise CheckpointError(f"model folder {model_id!r} does not exist (or is not a folder)")
-
-        def fetch(name: str) -> str:
-            if os.path.isdir(model_id):
-                path = os.path.join(model_id, name)
-                if not os.path.isfile(path):
-                    raise CheckpointError(f"{model_id!r} has no {name}: not an rdiff checkpoint folder")
-                return path
-            return hf_hub_download(
-                repo_id=model_id,
-                filename=name,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                token=token,
-                local_files_only=local_files_only,
-            )
-
-        return load_checkpoint(fetch(CONFIG_NAME), fetch(WEIGHTS_NAME), map_location)
-
-
-def looks_like_local_path(source: str) -> bool:
-    """Whether ``source`` reads as a filesystem path rather than a Hub id (``user/repo``)."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1
+        config_path, weights_path = checkpoint_files(
+            pretrained_model_name_or_path, force_download=force_download, token=token, cache_dir=cache_dir,
+            local_files_only=local_files_only, revision=revision,
+        )
+        return load_checkpoint(config_path, weights_path, map_location)
 
 
 def load_checkpoint(config_path: str | Path, weights_path: str | Path, map_location: str = "cpu") -> RenderDiffusion:
     """Build a model from a config.json and load a safetensors file into it, with readable errors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            raise ValueError("config.json must hold a JSON object")
-        config = RenderDiffusionConfig.from_dict(raw)
-    except (OSError, ValueError, TypeError) as e:
-        raise CheckpointError(f"invalid checkpoint config {str(config_path)!r}: {e}") from e
-    model = RenderDiffusion(config)
-    try:
-        state = load_file(str(weights_path), device=map_location)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint weights {str(weights_path)!r} are corrupt or truncated: {e}") from e
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    wrong_dtype = sorted(k for k in set(expected) & set(state) if expected[k].dtype != state[k].dtype)
-    if missing or unexpected or wrong or wrong_dtype:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            got, want = tuple(state[k].shape), tuple(expected[k].shape)
-            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {got} vs {want})")
-        if wrong_dtype:
-            k = wrong_dtype[0]
-            parts.append(f"{len(wrong_dtype)} dtype mismatches (e.g. {k}: {state[k].dtype} vs {expected[k].dtype})")
-        raise CheckpointError("checkpoint weights do not match its config: " + "; ".join(parts))
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise CheckpointError("checkpoint weights contain NaN or infinite values")
-    model.load_state_dict(state, strict=True)
+    model = RenderDiffusion(read_config(config_path))
+    load_weights_into(model, weights_path, map_location)
     return model.to(map_location).eval()

@@ -137,6 +137,22 @@ def test_save_load_round_trip(tiny_model, tiny_checkpoint, no_pickle):
         assert torch.equal(v, loaded.state_dict()[k]), k
 
 
+def test_checkpoint_format_lives_in_checkpoint_io(tiny_model, tmp_path, no_pickle):
+    """The model delegates its file format to rdiff.checkpoint_io, whose pieces work on their own."""
+    from rdiff import checkpoint_io, model
+
+    assert model.CheckpointError is checkpoint_io.CheckpointError and model.CONFIG_NAME == "config.json"
+    checkpoint_io.write_checkpoint(tiny_model, tiny_model.config, tmp_path)
+    config_path, weights_path = checkpoint_io.checkpoint_files(tmp_path)
+    assert checkpoint_io.read_config(config_path) == tiny_model.config
+    fresh = RenderDiffusion(tiny_model.config)
+    checkpoint_io.load_weights_into(fresh, weights_path)
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, fresh.state_dict()[k]), k
+    with pytest.raises(CheckpointError, match="missing tensors"):
+        checkpoint_io.check_weights(tiny_model.state_dict(), {})
+
+
 def test_round_trip_keeps_non_default_config(tmp_path):
     torch.manual_seed(1)
     model = RenderDiffusion(tiny_config(background="black", schedule="cosine", triplane_aggregate="concat"))

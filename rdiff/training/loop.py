@@ -13,13 +13,15 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import torch
 import torch.distributed as dist
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
@@ -30,6 +32,9 @@ from rdiff.data.transforms_json import MASK_OBJECT
 from rdiff.model import RenderDiffusion
 from rdiff.training.checkpoint import load_training_state, save_training_state
 from rdiff.training.ema import EMA
+
+if TYPE_CHECKING:
+    from rdiff.data import PosedImageDataset
 
 FOCUS_DILATION = 2  # pixels around the object that count as its own for ray sampling (its silhouette edge)
 
@@ -183,133 +188,255 @@ def save_samples(model: RenderDiffusion, images: Tensor, cameras: Cameras, path:
     Image.fromarray(arr).save(path)
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train (or resume) according to ``cfg``; returns the exported EMA model folder."""
-    from rdiff.data import PosedImageDataset
+@dataclass(frozen=True)
+class _Run:
+    """Where and how this process trains: the config, its DDP rank, world size and device, the run's folder."""
 
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0, the process that writes logs, samples and checkpoints."""
+        return self.rank == 0
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.out / "model"
+
+
+@dataclass
+class _State:
+    """What a run carries from step to step and keeps in its checkpoints."""
+
+    model: RenderDiffusion
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    images_seen: int = 0
+    warmup_start: int = 0  # the step the learning-rate warm-up (re)started at
+
+
+@dataclass
+class _StepResult:
+    loss: Tensor
+    grad_norm: Tensor
+    lr: float
+
+
+def _start_process(cfg: TrainConfig) -> _Run:
+    """Join the process group (under torchrun), set threads and this rank's seed."""
     rank, world, device = _setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
-    out = Path(cfg.out_dir)
-    ckpt_dir, model_dir = out / "checkpoint", out / "model"
+    return _Run(cfg, rank, world, device, Path(cfg.out_dir))
 
+
+def _end_process(run: _Run) -> None:
+    """Wait for every rank, then leave the process group."""
+    if run.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _make_loader(run: _Run) -> tuple[PosedImageDataset, DataLoader, DistributedSampler | None]:
+    """The training set (with other views when the unseen-view loss is on) and this rank's loader."""
+    from rdiff.data import PosedImageDataset
+
+    cfg = run.cfg
     dataset = PosedImageDataset(cfg.data, size=cfg.model.image_size, paired=cfg.novel_view_weight > 0)
     if cfg.object_ray_fraction > 0 and not dataset.has_masks:
         raise ValueError(f"object_ray_fraction needs object masks, and {cfg.data} has frames without one "
                          "(mask_path in transforms.json)")
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed) if world > 1 else None
+    sampler = None
+    if run.world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=run.world, rank=run.rank, seed=cfg.seed)
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         sampler=sampler if sampler is not None else RandomSampler(dataset),
         num_workers=cfg.num_workers,
-        drop_last=len(dataset) >= cfg.batch_size * world,
+        drop_last=len(dataset) >= cfg.batch_size * run.world,
     )
+    return dataset, loader, sampler
 
-    model = RenderDiffusion(cfg.model).to(device)
+
+def _new_state(run: _Run) -> _State:
+    """A freshly initialised model, its EMA and the optimiser, at step 0."""
+    cfg = run.cfg
+    model = RenderDiffusion(cfg.model).to(run.device)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, images_seen, warmup_start = 0, 0, 0
-    resume = ckpt_dir if (ckpt_dir / "state.json").exists() else None
-    if resume is None and cfg.resume_from:
-        resume = Path(cfg.resume_from)
-        if not (resume / "state.json").exists():
-            raise FileNotFoundError(f"resume_from {cfg.resume_from!r} is not a training checkpoint (no state.json)")
+    return _State(model, ema, optimizer)
+
+
+def _resume_point(run: _Run) -> Path | None:
+    """The checkpoint to continue: the run's own, else ``resume_from`` (which must be one), else none."""
+    if (run.ckpt_dir / "state.json").exists():
+        return run.ckpt_dir
+    if not run.cfg.resume_from:
+        return None
+    resume = Path(run.cfg.resume_from)
+    if not (resume / "state.json").exists():
+        raise FileNotFoundError(f"resume_from {run.cfg.resume_from!r} is not a training checkpoint (no state.json)")
+    return resume
+
+
+def _restore(run: _Run, state: _State) -> None:
+    """Continue a checkpoint (see :func:`_resume_point`), or start from ``init_from``'s weights, or do nothing.
+
+    A portable checkpoint (no optimiser state) restarts Adam's moments, so the learning rate warms up again.
+    """
+    cfg = run.cfg
+    resume = _resume_point(run)
     if resume is not None:
         saved = json.loads((resume / "state.json").read_text())
         if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
             raise ValueError(f"{resume} was trained with a different model config; use a new out_dir")
-        state = load_training_state(resume, model, ema.shadow, optimizer)
-        step = state["step"]
-        images_seen = state.get("images_seen", step * cfg.batch_size * world)
-        if not state["optimizer_restored"]:  # a portable checkpoint: Adam's moments restart, so warm up again
-            warmup_start = step
+        restored = load_training_state(resume, state.model, state.ema.shadow, state.optimizer)
+        state.step = restored["step"]
+        state.images_seen = restored.get("images_seen", state.step * cfg.batch_size * run.world)
+        if not restored["optimizer_restored"]:
+            state.warmup_start = state.step
     elif cfg.init_from:
         start_weights = RenderDiffusion.from_pretrained(cfg.init_from)
         if start_weights.config != cfg.model:
             raise ValueError(f"init_from {cfg.init_from!r} has a different model config than this run")
-        model.load_state_dict(start_weights.state_dict())
-        ema.shadow.load_state_dict(start_weights.state_dict())
-    ddp = DistributedDataParallel(model) if world > 1 else model
+        state.model.load_state_dict(start_weights.state_dict())
+        state.ema.shadow.load_state_dict(start_weights.state_dict())
 
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+def _save_checkpoint(run: _Run, state: _State) -> None:
+    """On rank 0: the resumable checkpoint, and the EMA model exported with ``save_pretrained``."""
+    if run.is_main:
+        extra = {"model_config": asdict(run.cfg.model), "images_seen": state.images_seen}
+        save_training_state(run.ckpt_dir, state.model, state.ema.shadow, state.optimizer, state.step, extra)
+        state.ema.shadow.save_pretrained(run.model_dir)
+
+
+def _learning_rate(cfg: TrainConfig, step: int, warmup_start: int) -> float:
+    """Linear warm-up over ``warmup_steps`` from ``warmup_start``, then constant."""
+    return cfg.lr * min(1.0, (step - warmup_start + 1) / max(1, cfg.warmup_steps))
+
+
+def _training_step(run: _Run, state: _State, ddp: nn.Module, batch: dict) -> _StepResult:
+    """One optimiser step on ``batch`` (through ``ddp``, the model or its DDP wrapper), then the EMA update."""
+    cfg, device = run.cfg, run.device
+    images = batch["image"].to(device)
+    cameras = Cameras(batch["c2w"].to(device), batch["fov_x"].to(device))
+    lr = _learning_rate(cfg, state.step, state.warmup_start)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.model.train()
+    t = sample_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
+    other = None
+    if cfg.novel_view_weight > 0:
+        other = (batch["other_image"].to(device),
+                 Cameras(batch["other_c2w"].to(device), batch["other_fov_x"].to(device)))
+    focus = None
+    if cfg.object_ray_fraction > 0:
+        focus = (focus_pixels(batch["mask"]), focus_pixels(batch["other_mask"]) if "other_mask" in batch else None)
+    loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight,
+                          focus, cfg.object_ray_fraction)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {state.step}")
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.optimizer.step()
+    state.ema.update(state.model, state.step)
+    state.step += 1
+    state.images_seen += images.shape[0] * run.world
+    return _StepResult(loss, grad_norm, lr)
+
+
+def _after_step(run: _Run, state: _State, result: _StepResult, start: float, bar: tqdm, log: TextIO | None,
+                preview: dict) -> None:
+    """The per-step hooks: a log.jsonl line, a sample grid of the EMA model, a checkpoint, each when due."""
+    cfg, step, device = run.cfg, state.step, run.device
+    if log is not None and (step % cfg.log_every == 0 or step == 1):
+        bar.set_postfix(loss=f"{result.loss.item():.4f}")
+        rec = {"step": step, "loss": result.loss.item(), "grad_norm": float(result.grad_norm), "lr": result.lr,
+               "elapsed_s": round(time.time() - start, 1)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+    if run.is_main and step % cfg.sample_every == 0:
+        cams = Cameras(preview["c2w"].to(device), preview["fov_x"].to(device))
+        save_samples(state.ema.shadow, preview["image"].to(device), cams, run.out / "samples" / f"{step:07d}.png")
+    if step % cfg.checkpoint_every == 0:
+        _save_checkpoint(run, state)
+
+
+@contextmanager
+def _sigterm_sets(event: threading.Event) -> Iterator[None]:
+    """Inside, SIGTERM (a scheduler's pre-emption, ``kill``) sets ``event`` instead of ending the process.
+
+    Only the main thread can install signal handlers: elsewhere this does nothing.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_steps(run: _Run, state: _State, ddp: nn.Module, batches: Iterator[dict], start: float, bar: tqdm,
+               log: TextIO | None, preview: dict) -> None:
+    """Train until ``max_steps``, ``max_minutes``, SIGTERM (the step in progress finishes) or Ctrl-C.
+
+    Returning means the run stopped cleanly (the caller then checkpoints); all ranks stop at the same step.
+    """
+    cfg = run.cfg
+    stop_requested = threading.Event()
+    with _sigterm_sets(stop_requested):
+        try:
+            while state.step < cfg.max_steps:
+                out_of_time = cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes
+                if _any_rank(stop_requested.is_set() or out_of_time, run.world, run.device):
+                    break
+                result = _training_step(run, state, ddp, next(batches))
+                bar.update(1)
+                _after_step(run, state, result, start, bar, log, preview)
+        except KeyboardInterrupt:
+            pass
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) according to ``cfg``; returns the exported EMA model folder."""
+    run = _start_process(cfg)
+    dataset, loader, sampler = _make_loader(run)
+    state = _new_state(run)
+    _restore(run, state)
+    ddp = DistributedDataParallel(state.model) if run.world > 1 else state.model
+    if run.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     preview = next(iter(DataLoader(dataset, batch_size=min(4, len(dataset)))))
 
-    def checkpoint() -> None:
-        if rank == 0:
-            extra = {"model_config": asdict(cfg.model), "images_seen": images_seen}
-            save_training_state(ckpt_dir, model, ema.shadow, optimizer, step, extra)
-            ema.shadow.save_pretrained(model_dir)
-
     start = time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not progress or rank != 0, desc="train", dynamic_ncols=True)
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
-    batches = _infinite(loader, sampler)
+    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not progress or not run.is_main, desc="train",
+               dynamic_ncols=True)
+    log = open(run.out / "log.jsonl", "a") if run.is_main else None
     stopped_cleanly = False
-    stop_requested = threading.Event()
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (a scheduler's pre-emption, `kill`): finish the step, checkpoint, exit cleanly.
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
     try:
-        while step < cfg.max_steps:
-            out_of_time = cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes
-            if _any_rank(stop_requested.is_set() or out_of_time, world, device):
-                break
-            batch = next(batches)
-            images = batch["image"].to(device)
-            cameras = Cameras(batch["c2w"].to(device), batch["fov_x"].to(device))
-            lr = cfg.lr * min(1.0, (step - warmup_start + 1) / max(1, cfg.warmup_steps))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            t = sample_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
-            other = None
-            if cfg.novel_view_weight > 0:
-                other = (batch["other_image"].to(device),
-                         Cameras(batch["other_c2w"].to(device), batch["other_fov_x"].to(device)))
-            focus = None
-            if cfg.object_ray_fraction > 0:
-                focus = (focus_pixels(batch["mask"]),
-                         focus_pixels(batch["other_mask"]) if "other_mask" in batch else None)
-            loss = diffusion_loss(ddp, images, cameras, cfg.rays_per_image, t, other, cfg.novel_view_weight,
-                                  focus, cfg.object_ray_fraction)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            ema.update(model, step)
-            step += 1
-            images_seen += images.shape[0] * world
-            bar.update(1)
-            if log is not None and (step % cfg.log_every == 0 or step == 1):
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                rec = {"step": step, "loss": loss.item(), "grad_norm": float(grad_norm), "lr": lr,
-                       "elapsed_s": round(time.time() - start, 1)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if rank == 0 and step % cfg.sample_every == 0:
-                cams = Cameras(preview["c2w"].to(device), preview["fov_x"].to(device))
-                save_samples(ema.shadow, preview["image"].to(device), cams, out / "samples" / f"{step:07d}.png")
-            if step % cfg.checkpoint_every == 0:
-                checkpoint()
-        stopped_cleanly = True
-    except KeyboardInterrupt:
+        _run_steps(run, state, ddp, _infinite(loader, sampler), start, bar, log, preview)
         stopped_cleanly = True
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
         bar.close()
         if stopped_cleanly:  # never overwrite a good checkpoint with the state of a failed step
-            checkpoint()
+            _save_checkpoint(run, state)
         if log is not None:
             log.close()
-        if world > 1 and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-    return model_dir
+        _end_process(run)
+    return run.model_dir
