@@ -6,9 +6,11 @@ sliders to its config's default camera and shows its examples (``assets/<name>/`
 in the Reconstruct and Inpaint tabs; the galleries are hidden for a model without examples. The examples
 shown are kept per session (``gr.State``): clicking one sets the image and camera of that model's example.
 
-Every task ends in the same result panel (:class:`ResultPanel`): denoised image, depth, a live orbit
-preview (sliders re-render the triplane cached in ``gr.State``: no diffusion is re-run), an mp4
-turntable, an interactive plotly mesh view and the GLB mesh (``gr.Model3D`` + download).
+Every task ends in the same result panel (:class:`ResultPanel`): the result image (the final triplane
+rendered from the input camera, the same scene as every 3D view; Inpaint adds the 2D composite, known
+pixels pasted around the fill, as a labelled extra), depth, a live orbit preview (sliders re-render the
+triplane cached in ``gr.State``: no diffusion is re-run), an mp4 turntable, an interactive plotly mesh
+view and the GLB mesh (``gr.Model3D`` + download).
 
 Queue and concurrency (see :func:`build_app`): the work is CPU-bound PyTorch, and two denoising runs
 at once only split the same cores and finish later, so all diffusion events (the three tasks, picking
@@ -135,14 +137,21 @@ class ResultPanel:
     state: gr.State
     model3d: gr.Model3D  # not in PANEL_FIELDS: filled by show_mesh() after each update
     splats3d: gr.Model3D  # likewise: the Gaussian splats, orbited in the browser
+    composite: gr.Image | None = None  # Inpaint only, not in PANEL_FIELDS: known pixels + the fill (2D)
 
     @classmethod
-    def build(cls, name: str) -> ResultPanel:
+    def build(cls, name: str, composite: bool = False) -> ResultPanel:
+        """The panel of tab ``name``; ``composite``: also show the inpainting composite (a labelled extra)."""
         state = gr.State(None, time_to_live=STATE_TTL_S)
         notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes")
         with gr.Row(equal_height=True):
-            image = gr.Image(label="Denoised image", type="filepath", interactive=False, elem_classes=["pixelated"],
-                             height=220, elem_id=f"{name}-image")
+            image = gr.Image(label="Result: the 3D scene from the input camera", type="filepath", interactive=False,
+                             elem_classes=["pixelated"], height=220, elem_id=f"{name}-image")
+            extra = None
+            if composite:
+                extra = gr.Image(label="Composite (2D only): your known pixels + the fill", type="filepath",
+                                 interactive=False, elem_classes=["pixelated"], height=220,
+                                 elem_id=f"{name}-composite")
             depth = gr.Image(label="Depth: yellow = near", type="filepath", interactive=False,
                              elem_classes=["pixelated"], height=220)
             with gr.Column(min_width=200):
@@ -162,7 +171,7 @@ class ResultPanel:
                 mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
                 gr.Markdown("The mesh is the density iso-surface (marching cubes), coloured by the field's colour; "
                             "the download is the same GLB (+Y up).")
-        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d)
+        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, extra)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -323,7 +332,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
                         inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
                 with gr.Column(scale=3):
-                    inp_panel = ResultPanel.build("inpaint")
+                    inp_panel = ResultPanel.build("inpaint", composite=True)
 
         # --------------------------------------------------------------------------------- Generate
         with gr.Tab("Generate", id="generate"):
@@ -389,7 +398,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                                 **heavy)
         inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed,
                                           inp_flag],
-                                inp_panel.outputs, api_name="inpaint", show_progress_on=inp_panel.progress_on, **heavy)
+                                [*inp_panel.outputs, inp_panel.composite], api_name="inpaint",
+                                show_progress_on=inp_panel.progress_on, **heavy)
         gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch, gen_flag],
                                 [*gen_panel.outputs, gen_gallery], api_name="generate",
                                 show_progress_on=gen_panel.progress_on, **heavy)

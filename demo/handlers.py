@@ -37,8 +37,14 @@ from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.config import RenderDiffusionConfig
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
-from rdiff.sampling import InpaintSettings, Step, generate_steps, inpaint_steps, reconstruct_steps
-from rdiff.scene import Scene
+from rdiff.sampling import (
+    InpaintSettings,
+    Step,
+    generate_steps,
+    inpaint_steps,
+    reconstruct_steps,
+    result_from_step,
+)
 from rdiff.threads import configure_threads
 from rdiff.visualize import to_uint8
 
@@ -227,7 +233,11 @@ class Handlers:
     def inpaint(self, source: str | None, editor: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
                 steps: Any, resample: Any, seed: Any, progress: ProgressFn = _no_progress,
                 stop: StopFlag | None = None) -> Iterator[tuple]:
-        """``editor``: the ImageEditor value; the painted layer's alpha (``layers[0]``) is the mask."""
+        """``editor``: the ImageEditor value; the painted layer's alpha (``layers[0]``) is the mask.
+
+        Yields panel tuples followed by the composite (known pixels + the fill: a labelled extra; the panel's
+        image is the final scene's render, as for the other tasks).
+        """
         with user_errors("Inpainting"):
             model, notes = self._model(source)
             image, mask = editor_image_and_mask(editor, model.config.image_size)
@@ -235,9 +245,7 @@ class Handlers:
             settings = replace(InpaintSettings(), steps=_int(steps, "steps", 1, MAX_STEPS),
                                jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
             loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))
-            known = (image[None] + 1) / 2
-            fill = (mask[None, None] > 0.5).float()
-            yield from self._run("inpaint", model, loop, cams, notes, progress, stop, known=known, fill=fill)
+            yield from self._run("inpaint", model, loop, cams, notes, progress, stop)
 
     def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
                  progress: ProgressFn = _no_progress, stop: StopFlag | None = None) -> Iterator[tuple]:
@@ -266,9 +274,12 @@ class Handlers:
 
     # ----------------------------------------------------------------------------- helpers
     def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str],
-             progress: ProgressFn, stop: StopFlag | None = None, known: torch.Tensor | None = None,
-             fill: torch.Tensor | None = None) -> Iterator[tuple]:
-        """Drive a step generator: progress per step, throttled x0 previews, then the full result."""
+             progress: ProgressFn, stop: StopFlag | None = None) -> Iterator[tuple]:
+        """Drive a step generator: progress per step, throttled x0 previews, then the full result.
+
+        The result is :func:`rdiff.sampling.result_from_step` of the last step run (the same as the library's
+        task functions return). Inpainting yields one value more than the panel: the composite (previews too).
+        """
         configure_threads(None, self.concurrent_jobs)  # from the load now: busy machines get 1 thread
         if stop is not None:
             stop.requested = False  # a Stop clicked before this run started does not count
@@ -284,22 +295,19 @@ class Handlers:
                 break
             if step.index < step.total and time.monotonic() - shown >= self.preview_interval_s:
                 shown = time.monotonic()
-                yield self._preview(step.x0, known, fill)
+                yield self._preview(step)
         assert last is not None
-        images = ((last.x0 + 1) / 2).clamp(0, 1).cpu()
-        if known is not None and fill is not None:  # RePaint: keep the known pixels exactly
-            images = fill * images + (1 - fill) * known
-        scenes = [Scene(model, last.planes[i].clone(), cams[i].to("cpu"), last.frames[i].cpu())
-                  for i in range(images.shape[0])]
-        state = make_state(task, images, scenes, self.store.request_dir(task), notes)
-        yield self._panel(state, progress)
+        state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
+        panel = self._panel(state, progress)
+        yield panel if state.composites is None else (*panel, str(state.composites[state.selected]))
 
-    def _preview(self, x0: torch.Tensor, known: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> tuple:
-        """Only the denoised image changes: the current x0 estimate (inpainting: with the known pixels)."""
-        if known is not None and fill is not None:
-            x0 = fill * x0.detach().cpu() + (1 - fill) * (known * 2 - 1)
+    def _preview(self, step: Step) -> tuple:
+        """Only the image changes: the current x0 estimate (the render of the current triplane); inpainting
+        adds the current composite."""
         values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
-        values[0] = self.store.frame_file(_strip(x0))
+        values[0] = self.store.frame_file(_strip(step.x0))
+        if step.composite is not None:
+            values.append(self.store.frame_file(_strip(step.composite)))
         return tuple(values)
 
     def _panel(self, state: ResultState, progress: ProgressFn) -> tuple:

@@ -1,6 +1,7 @@
 """Turning a :class:`rdiff.sampling.SampleResult` into what the result panel shows.
 
-Per scene: the denoised image (PNG), a colour-mapped depth image (PNG), an orbit preview rendered from
+Per scene: the result image (PNG: the scene rendered from its input camera; inpainting also saves the
+composite), a colour-mapped depth image (PNG), an orbit preview rendered from
 the cached triplane, an mp4 turntable, a GLB mesh (for ``gr.Model3D`` and download) and an interactive
 plotly figure of the same mesh. Files go to a fresh per-request folder under one temporary root owned
 by the app (:class:`OutputStore`); folders older than ``max_age_s`` are removed as new ones are made.
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rdiff.sampling import SampleResult
 from rdiff.scene import Scene, write_mesh
 from rdiff.splats import bake_splats, write_splat_ply
 from rdiff.visualize import depth_image, mesh_figure, to_uint8
@@ -119,11 +121,12 @@ class ResultState:
 
     task: str
     scenes: list[Scene]
-    images: list[Path]
+    images: list[Path]  # each scene rendered from its input camera (SampleResult.images)
     workdir: Path
     notes: list[str] = field(default_factory=list)
     selected: int = 0
     files: dict[int, SceneFiles] = field(default_factory=dict)
+    composites: list[Path] | None = None  # inpainting: known pixels + the fill (SampleResult.composites)
 
     @property
     def scene(self) -> Scene:
@@ -225,12 +228,16 @@ def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | Non
     return SceneFiles(depth, video, path, mesh_figure(mesh), notes, splat)
 
 
-def make_state(task: str, images: torch.Tensor, scenes: list[Scene], out_dir: Path, notes: list[str]) -> ResultState:
-    """Save the denoised images and wrap the scenes for ``gr.State``."""
-    paths = []
-    for i in range(images.shape[0]):
-        paths.append(save_png(to_uint8(images[i]), out_dir / f"{task}_{i:02d}.png"))
-    return ResultState(task=task, scenes=scenes, images=paths, workdir=out_dir, notes=list(notes))
+def make_state(task: str, result: SampleResult, out_dir: Path, notes: list[str]) -> ResultState:
+    """Save the result's images (and composites) and wrap its scenes for ``gr.State``."""
+
+    def save(images: torch.Tensor, suffix: str = "") -> list[Path]:
+        return [save_png(to_uint8(images[i].cpu()), out_dir / f"{task}_{i:02d}{suffix}.png")
+                for i in range(images.shape[0])]
+
+    composites = None if result.composites is None else save(result.composites, "_composite")
+    return ResultState(task=task, scenes=result.scenes, images=save(result.images), workdir=out_dir,
+                       notes=list(notes), composites=composites)
 
 
 def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneFiles:

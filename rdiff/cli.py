@@ -92,7 +92,10 @@ def _save_result(result, out: Path, stem: str, args) -> list[Path]:
     written: list[Path] = []
     for i, scene in enumerate(result.scenes):
         name = stem if len(result.scenes) == 1 else f"{stem}_{i:02d}"
-        Image.fromarray(to_uint8(result.images[i])).save(out / f"{name}.png")
+        Image.fromarray(to_uint8(result.images[i])).save(out / f"{name}.png")  # the 3D scene's input view
+        if result.composites is not None:  # inpainting: the known pixels + the fill, 2D only
+            Image.fromarray(to_uint8(result.composites[i])).save(out / f"{name}_composite.png")
+            written.append(out / f"{name}_composite.png")
         Image.fromarray(depth_image(scene)).save(out / f"{name}_depth.png")
         scene.save_video(out / f"{name}_orbit.mp4", n=args.frames)
         written += [out / f"{name}.png", out / f"{name}_depth.png", out / f"{name}_orbit.mp4"]

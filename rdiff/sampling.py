@@ -6,7 +6,14 @@
 * :func:`generate` starts from pure noise.
 
 Every loop is a generator of :class:`Step` (so callers can show progress or stop early); the
-wrappers run it to the end and return a :class:`SampleResult`.
+wrappers run it to the end and return a :class:`SampleResult`, which :func:`result_from_step` builds from
+the last step (also for a caller that drives the loop itself, e.g. the app, and stops it early).
+
+What "the result" is, for every task: ``SampleResult.images`` is the last x0 estimate, which *is* the
+render of the final triplane from the input camera (the denoiser predicts x0 by rendering its triplane), so
+the image and every 3D view of ``SampleResult.scenes`` show the same scene. Inpainting also returns
+``SampleResult.composites``: the known pixels pasted back around the model's fill, a 2D image that can look
+intact where the 3D scene does not (e.g. after an early stop); it is an extra, not the result.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass
 class Step:
-    """State after one denoiser call: ``index`` of ``total``, timestep ``t``, current ``x_t``, x0 and triplanes."""
+    """State after one denoiser call: ``index`` of ``total``, timestep ``t``, current ``x_t``, x0 and triplanes.
+
+    ``x0`` (in [-1, 1]) is the render of ``planes`` from the input cameras. Inpainting steps also carry
+    ``composite``: the known pixels with ``x0`` in the hole (during the harmonising reconstruction: the
+    composite that reconstruction is fitted to).
+    """
 
     index: int
     total: int
@@ -37,14 +49,24 @@ class Step:
     x0: Tensor
     planes: Tensor
     frames: Tensor
+    composite: Tensor | None = None
 
 
 @dataclass
 class SampleResult:
-    """Final denoised images ``(B, 3, M, M)`` in [0, 1] and one :class:`Scene` per image."""
+    """One :class:`Scene` per image and what it looks like from the input camera.
+
+    Attributes:
+        images: ``(B, 3, M, M)`` in [0, 1]: the render of each final triplane from its input camera (the
+            last x0 estimate), for every task.
+        scenes: the final triplanes.
+        composites: inpainting only (else None), ``(B, 3, M, M)`` in [0, 1]: the known pixels exactly, with
+            the model's fill in the hole; 2D only, it is not what the scenes look like.
+    """
 
     images: Tensor
     scenes: list[Scene]
+    composites: Tensor | None = None
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator:
@@ -136,11 +158,21 @@ def denoise_steps(
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         out = model(x, tt, cameras, inference=True)
         done += 1
-        yield Step(done, total, t, x, out.x0, out.planes, out.frames)
+        composite = known_mask * known + (1 - known_mask) * out.x0.clamp(-1, 1) if inpainting else None
+        yield Step(done, total, t, x, out.x0, out.planes, out.frames, composite)
         x = sampler.step(d, x, t, s, out.x0, generator)
         if inpainting:
             known_s = known if s < 0 else d.q_sample(known, s, _randn(known, generator))
             x = known_mask * known_s + (1 - known_mask) * x
+
+
+def result_from_step(model: RenderDiffusion, step: Step, cameras: Cameras) -> SampleResult:
+    """The :class:`SampleResult` of a loop that ended at ``step`` (its last step, or where it was stopped)."""
+    images = ((step.x0 + 1) / 2).clamp(0, 1)
+    scenes = [Scene(model, step.planes[i].clone(), cameras[i].to("cpu"), step.frames[i].cpu())
+              for i in range(images.shape[0])]
+    composites = None if step.composite is None else ((step.composite + 1) / 2).clamp(0, 1)
+    return SampleResult(images=images, scenes=scenes, composites=composites)
 
 
 def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progress: ProgressFn | None) -> SampleResult:
@@ -150,10 +182,7 @@ def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progres
         if progress is not None:
             progress(step.index, step.total)
     assert last is not None
-    images = ((last.x0 + 1) / 2).clamp(0, 1)
-    scenes = [Scene(model, last.planes[i].clone(), cameras[i].to("cpu"), last.frames[i].cpu())
-              for i in range(images.shape[0])]
-    return SampleResult(images=images, scenes=scenes)
+    return result_from_step(model, last, cameras)
 
 
 def reconstruct_steps(
@@ -251,11 +280,11 @@ def inpaint_steps(
     for step in loop:
         last = step
         yield replace(step, total=step.total + extra)
-    assert last is not None
-    composite = known_mask * images + fill * last.x0.clamp(-1, 1)
+    assert last is not None and last.composite is not None
+    composite = last.composite
     x_h = model.diffusion.q_sample(composite, settings.harmonize_t_r, _randn(composite, g))
     for step in denoise_steps(model, x_h, settings.harmonize_t_r, cameras, settings.harmonize_steps, "ddim", g):
-        yield replace(step, index=last.index + step.index, total=last.total + extra)
+        yield replace(step, index=last.index + step.index, total=last.total + extra, composite=composite)
 
 
 def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -295,27 +324,11 @@ def inpaint(
 ) -> SampleResult:
     """3D-aware inpainting: ``masks`` (B, M, M) are 1 where pixels must be filled in.
 
-    The returned images keep the known pixels exactly and show the model's fill in the hole (from the last
-    RePaint step); the scenes are the final triplanes (by default fitted to the composite, see
-    :class:`InpaintSettings`).
+    ``images`` of the result are the renders of the final triplanes (by default fitted to the composite, see
+    :class:`InpaintSettings`) from the input cameras, as for the other tasks; ``composites`` keep the known
+    pixels exactly and show the model's fill in the hole (from the last RePaint step).
     """
-    settings = settings or InpaintSettings()
-    known, fill = _inpaint_inputs(model, images, masks, cameras)
-    loop = inpaint_steps(model, images, masks, cameras, settings, seed)
-    sampled: list[Tensor] = []
-    n_sampling = settings.model_calls
-
-    def track(steps: Iterator[Step]) -> Iterator[Step]:
-        for step in steps:
-            if step.index == n_sampling:
-                sampled.append(step.x0)
-            yield step
-
-    result = _run(model, track(loop), cameras, progress)
-    fill = fill.to(result.images)
-    hole = ((sampled[0].to(result.images) + 1) / 2).clamp(0, 1) if sampled else result.images
-    result.images = fill * hole + (1 - fill) * ((known.to(result.images) + 1) / 2)
-    return result
+    return _run(model, inpaint_steps(model, images, masks, cameras, settings, seed), cameras, progress)
 
 
 def generate_steps(

@@ -26,6 +26,7 @@ from rdiff.preprocess import prepare_image  # noqa: E402
 EXAMPLE = load_examples()[0]
 CAMERA = EXAMPLE.camera_row()  # azimuth, elevation, radius, fov (degrees)
 OUT = {name: i for i, name in enumerate(PANEL_FIELDS)}  # API outputs: the panel minus the gr.State
+COMPOSITE = len(PANEL_FIELDS) - 1  # /inpaint: then the composite
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +188,46 @@ def test_inpaint_with_painted_mask(client, server, tmp_path):
               "layers": [handle_file(mask_layer(tmp_path / "mask.png", size, (40, 30, 90, 100)))],
               "composite": None}
     out = client.predict("", editor, *CAMERA, 3, 2, 0, api_name="/inpaint")
-    check_panel(out)
-    # Known pixels (outside the painted box) are kept: compare a corner with the downsized input.
+    check_panel(out[:COMPOSITE])
+    # The composite keeps the known pixels (outside the painted box): compare a corner with the downsized input.
     m = server.model.config.image_size
     x = ((prepare_image(str(EXAMPLE.path()), m) + 1) / 2 * 255).round().byte().permute(1, 2, 0).numpy()
-    result = np.asarray(Image.open(out[OUT["image"]]).convert("RGB"))
-    step = result.shape[0] // m
-    assert np.abs(result[::step, ::step][:3, :3].astype(int) - x[:3, :3]).max() <= 1
+    composite = np.asarray(Image.open(out[COMPOSITE]).convert("RGB"))
+    step = composite.shape[0] // m
+    assert np.abs(composite[::step, ::step][:3, :3].astype(int) - x[:3, :3]).max() <= 1
     with Image.open(client.predict(45, 10, api_name="/inpaint_orbit")) as im:
         assert im.size[0] >= 64
+
+
+def test_inpaint_result_is_the_scene_not_the_composite(server, tmp_path):
+    """The result image is the final triplane's render from the input camera, also after Stop; the composite
+    (known pixels pasted back) is the separate extra, so it cannot hide a scene that does not match."""
+    from demo.handlers import Handlers, StopFlag
+    from demo.results import OutputStore
+
+    handlers, stop = Handlers(server.registry, OutputStore(tmp_path)), StopFlag()
+    editor = {"background": str(EXAMPLE.path()), "layers": [mask_layer(tmp_path / "m.png", 128, (40, 30, 90, 100))]}
+
+    def progress(value, desc="", **_):
+        if value[0] == 1 and "Denoising" in desc:
+            stop.request()
+
+    *_, last = handlers.inpaint("", editor, *CAMERA, 10, 1, 0, progress=progress, stop=stop)
+    assert len(last) == len(PANEL_FIELDS) + 1 and "Stopped after 1 of" in last[OUT["notes"]]
+    state = last[OUT["state"]]
+    m = server.model.config.image_size
+    x = ((prepare_image(str(EXAMPLE.path()), m) + 1) / 2 * 255).round().byte().permute(1, 2, 0).numpy().astype(int)
+    shown = np.asarray(Image.open(last[OUT["image"]]).convert("RGB")).astype(int)
+    step = shown.shape[0] // m
+    shown = shown[::step, ::step]
+    render = state.scene.render(state.scene.camera)[0].rgb.astype(int)
+    assert np.abs(shown - render).max() <= 2  # what the 3D scene looks like
+    composite = np.asarray(Image.open(last[-1]).convert("RGB")).astype(int)[::step, ::step]
+    assert Path(last[-1]) == state.composites[0]
+    known = np.ones((m, m), bool)
+    known[30 * m // 128 : 100 * m // 128 + 1, 40 * m // 128 : 90 * m // 128 + 1] = False
+    assert np.abs(composite[known] - x[known]).max() <= 1  # the composite keeps every known pixel
+    assert np.abs(shown[known] - x[known]).mean() > 10  # the untrained model's scene does not: the result shows it
 
 
 # --------------------------------------------------------------------------------------- generate

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = load_examples()[0]
 CAMERA = EXAMPLE.camera_row()
 OUT = {name: i for i, name in enumerate(PANEL_FIELDS)}
+COMPOSITE = len(PANEL_FIELDS) - 1  # /inpaint: after the panel's outputs (the gr.State is not one), the composite
 SLOW_STEP_S = 0.05  # per denoiser pass while a test needs a long-running job (sleeps: no CPU used)
 
 
@@ -140,7 +141,7 @@ def test_inpaint_editor_keeps_16_bit_grayscale_and_rgba(client, tmp_path):
     Image.fromarray(arr).save(g16)
     assert Image.open(g16).mode.startswith("I;16")
     layer = mask_layer(tmp_path / "m64.png", 64, 64, (24, 24, 40, 40))
-    out = pixels(inpaint(client, str(g16), layer)[OUT["image"]])
+    out = pixels(inpaint(client, str(g16), layer)[COMPOSITE])
     step = out.shape[0] // 16  # the 16 x 16 result, enlarged
     assert np.abs(out[step // 2, step // 2] - 233).max() <= 2  # known pixels kept, correctly scaled
     assert np.abs(out[step // 2, -step // 2] - 4).max() <= 2
@@ -148,13 +149,13 @@ def test_inpaint_editor_keeps_16_bit_grayscale_and_rgba(client, tmp_path):
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[:, :32, 3] = 255  # opaque red left, transparent right: composited on white
-    out = pixels(inpaint(client, save_png(tmp_path / "rgba.png", rgba), layer)[OUT["image"]])
+    out = pixels(inpaint(client, save_png(tmp_path / "rgba.png", rgba), layer)[COMPOSITE])
     assert np.abs(out[step // 2, step // 2] - (200, 0, 0)).max() <= 2
     assert np.abs(out[step // 2, -step // 2] - 255).max() <= 2
 
     grey = np.full((48, 64), 90, np.uint8)  # non-square grayscale: centre-cropped
     mask = mask_layer(tmp_path / "m48.png", 64, 48, (24, 16, 40, 32))
-    out = pixels(inpaint(client, save_png(tmp_path / "grey.png", grey), mask)[OUT["image"]])
+    out = pixels(inpaint(client, save_png(tmp_path / "grey.png", grey), mask)[COMPOSITE])
     assert np.abs(out[step // 2, step // 2] - 90).max() <= 2
 
 
@@ -163,7 +164,7 @@ def test_mask_layer_of_another_size(client, tmp_path):
     # same shape, half the size (e.g. a mask made for a downsized copy): scaled up and used
     half = mask_layer(tmp_path / "half.png", 64, 64, (0, 0, 32, 64))  # paints the left half
     out = inpaint(client, background, half)
-    result = pixels(out[OUT["image"]])
+    result = pixels(out[COMPOSITE])
     size = 16  # the tiny model's image size
     x = ((prepare_image(background, size) + 1) / 2 * 255).round().permute(1, 2, 0).numpy().astype(int)
     step = result.shape[0] // size

@@ -46,11 +46,13 @@ def test_inpaint_and_generate(tiny_checkpoint, photo, tmp_path):
     out = tmp_path / "out"
     assert main(["inpaint", str(photo), str(tmp_path / "mask.png"), "--checkpoint", str(tiny_checkpoint),
                  "--out", str(out), "--steps", "3", "--frames", "6"]) == 0
-    _outputs(out, "photo_inpainted")
+    _outputs(out, "photo_inpainted")  # the final scene's view
+    assert Image.open(out / "photo_inpainted_composite.png").size == (16, 16)  # and the 2D composite
     assert main(["generate", "--n", "2", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                  "--steps", "2", "--frames", "6", "--seed", "4"]) == 0
     _outputs(out, "generated_s4_00")
     _outputs(out, "generated_s4_01")
+    assert not list(out.glob("generated_*_composite.png"))
 
 
 def test_mesh_export_formats(tiny_checkpoint, photo, tmp_path, monkeypatch):

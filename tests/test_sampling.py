@@ -9,7 +9,15 @@ from conftest import tiny_config
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
-from rdiff.sampling import InpaintSettings, generate, inpaint, inpaint_steps, reconstruct, repaint_schedule
+from rdiff.sampling import (
+    InpaintSettings,
+    generate,
+    inpaint,
+    inpaint_steps,
+    reconstruct,
+    repaint_schedule,
+    result_from_step,
+)
 from rdiff.scene import Scene
 
 
@@ -100,13 +108,48 @@ def _mask(b=1, size=16):
     return m
 
 
-def test_inpaint_keeps_known_pixels_exactly(tiny_model):
+def test_inpaint_composite_keeps_known_pixels_exactly(tiny_model):
     images, masks = _images(2, seed=1), _mask(2)
     result = inpaint(tiny_model, images, masks, _cams(2), InpaintSettings(steps=4), seed=0)
     known = (masks == 0)[:, None].expand(-1, 3, -1, -1)
-    assert torch.equal(result.images[known], ((images + 1) / 2)[known])
+    assert torch.equal(result.composites[known], ((images + 1) / 2)[known])
     # the masked pixels are filled in by the model, not copied
-    assert not torch.allclose(result.images[~known], ((images + 1) / 2)[~known], atol=0.05)
+    assert not torch.allclose(result.composites[~known], ((images + 1) / 2)[~known], atol=0.05)
+
+
+def _render(scene) -> torch.Tensor:
+    return torch.from_numpy(scene.render(scene.camera)[0].rgb).permute(2, 0, 1).float() / 255
+
+
+@pytest.mark.parametrize("harmonize", [0, None])
+def test_inpaint_result_is_the_render_of_the_final_scene(tiny_model, harmonize):
+    """images: what the final triplane looks like from the input camera (not the pasted-back composite)."""
+    images, masks = _images(2, seed=1), _mask(2)
+    result = inpaint(tiny_model, images, masks, _cams(2), InpaintSettings(steps=3, harmonize_t_r=harmonize), seed=0)
+    known = (masks == 0)[:, None].expand(-1, 3, -1, -1)
+    for i, scene in enumerate(result.scenes):
+        assert (result.images[i] - _render(scene)).abs().max() < 3 / 255
+    # an untrained model's scene does not reproduce the known pixels: the result shows that
+    assert not torch.allclose(result.images[known], ((images + 1) / 2)[known], atol=0.05)
+
+
+def test_an_early_stop_gives_the_scene_of_that_step(tiny_model):
+    """A caller stopping the loop (the app's Stop): images render the triplane of that step; the composite
+    still has every known pixel, which is why it is only an extra."""
+    images, masks = _images(seed=2), _mask()
+    loop = inpaint_steps(tiny_model, images, masks, _cams(), InpaintSettings(steps=6), seed=0)
+    first = next(loop)
+    loop.close()
+    result = result_from_step(tiny_model, first, _cams())
+    known = (masks == 0)[:, None].expand(-1, 3, -1, -1)
+    assert torch.equal(result.composites[known], ((images + 1) / 2)[known])
+    assert (result.images[0] - _render(result.scenes[0])).abs().max() < 3 / 255
+    assert torch.equal(result.scenes[0].planes, first.planes[0])
+
+
+def test_reconstruct_and_generate_have_no_composite(tiny_model):
+    assert reconstruct(tiny_model, _images(), _cams(), t_r=0).composites is None
+    assert generate(tiny_model, n=1, steps=2).composites is None
 
 
 @pytest.mark.parametrize("resample", [1, 3])

@@ -94,7 +94,7 @@ def evaluate_inpainting(
         result = inpaint(model, images, torch.from_numpy(holes).float(), cams, settings=settings,
                          seed=seed * 1_000_003 + start)
         for i, f in enumerate(chunk):
-            filled = result.images[i].permute(1, 2, 0).cpu().numpy()
+            filled = result.composites[i].permute(1, 2, 0).cpu().numpy()  # the 2D inpainted image
             render = result.scenes[i].render(cams[i])[0].rgb.astype(np.float32) / 255
             hole = holes[i]
             rows.append({
