@@ -169,8 +169,9 @@ class ResultPanel:
             model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3)
             with gr.Column(scale=2, min_width=200):
                 mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
-                gr.Markdown("The mesh is the density iso-surface (marching cubes), coloured by the field's colour; "
-                            "the download is the same GLB (+Y up).")
+                gr.Markdown("The mesh is the density iso-surface (marching cubes) without small detached "
+                            "floaters, coloured by the opaque material under the surface; the download is the "
+                            "same GLB (+Y up, linear vertex colours as glTF requires).")
         return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, extra)
 
     @property

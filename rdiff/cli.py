@@ -61,6 +61,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=36, help="turntable frames")
     p.add_argument("--mesh-format", default="glb", choices=["glb", "obj", "ply"])
     p.add_argument("--mesh-resolution", type=int, default=64)
+    p.add_argument("--mesh-faces", type=int, default=None,
+                   help="reduce the mesh to at most this many faces (needs: pip install fast-simplification)")
     _add_threads_arg(p)
 
 
@@ -100,8 +102,9 @@ def _save_result(result, out: Path, stem: str, args) -> list[Path]:
         scene.save_video(out / f"{name}_orbit.mp4", n=args.frames)
         written += [out / f"{name}.png", out / f"{name}_depth.png", out / f"{name}_orbit.mp4"]
         try:
-            written.append(scene.export_mesh(out / f"{name}.{args.mesh_format}", args.mesh_resolution))
-        except ValueError as e:
+            written.append(scene.export_mesh(out / f"{name}.{args.mesh_format}", args.mesh_resolution,
+                                             target_faces=args.mesh_faces))
+        except (ValueError, ImportError) as e:
             print(f"warning: no mesh for {name}: {e}", file=sys.stderr)
     return written
 

@@ -25,15 +25,21 @@ DEFAULT_MESH_DENSITY = 2.5
 
 
 def write_mesh(mesh: trimesh.Trimesh, path: str | Path) -> Path:
-    """Write a +Z-up mesh as GLB, OBJ or PLY. GLB (glTF) is +Y up by specification, so it is rotated."""
+    """Write a +Z-up mesh as GLB, OBJ or PLY. GLB (glTF) is +Y up by specification, so it is rotated.
+
+    Vertex colours are sRGB, as PLY/OBJ readers expect; the GLB gets them converted to linear, as glTF requires.
+    """
     import trimesh
 
     path = Path(path)
     if path.suffix.lower() not in MESH_FORMATS:
         raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {path.suffix!r}")
-    if path.suffix.lower() == ".glb":
+    if path.suffix.lower() == ".glb":  # also: sRGB vertex colours -> glTF's linear COLOR_0 (rdiff.mesh)
+        from rdiff.mesh import write_glb
+
         mesh = mesh.copy()
         mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+        return write_glb(mesh, path)
     mesh.export(path)
     return path
 
@@ -132,13 +138,19 @@ class Scene:
         shape = (resolution,) * 3
         return density.reshape(shape).float().cpu().numpy(), rgb.reshape(*shape, 3).float().cpu().numpy()
 
-    def mesh(self, resolution: int = 64, level: float | None = None) -> trimesh.Trimesh:
-        """Marching cubes on the density grid, with vertex colours from the field.
+    def mesh(self, resolution: int = 64, level: float | None = None, *,
+             min_component: float | None = None, target_faces: int | None = None) -> trimesh.Trimesh:
+        """Marching cubes on the density grid, cleaned and coloured (see :mod:`rdiff.mesh`).
 
-        ``level`` defaults to :data:`DEFAULT_MESH_DENSITY`.
+        ``level`` defaults to :data:`DEFAULT_MESH_DENSITY`. Components with fewer than ``min_component``
+        (default :data:`rdiff.mesh.MIN_COMPONENT_FRACTION`; 0 keeps all) of the largest one's faces are
+        dropped; ``target_faces`` reduces the face count (needs ``fast-simplification``). Vertex colours (sRGB)
+        are those of the opaque material under the surface (:func:`rdiff.mesh.surface_colours`).
         """
         import trimesh
         from skimage.measure import marching_cubes
+
+        from rdiff import mesh as meshing
 
         density, _ = self.density_grid(resolution)
         b = self.model.config.scene_bound
@@ -150,18 +162,28 @@ class Scene:
                 f"no surface at density {level:.3g} (scene densities span {density.min():.3g}..{density.max():.3g})"
             )
         verts, faces, _, _ = marching_cubes(density, level=level, spacing=(spacing,) * 3)
-        verts = (verts - b).astype(np.float32)
-        _, colours = self.field_at(torch.as_tensor(verts))
-        colours = (colours.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
         # marching_cubes winds faces for increasing values inward; flip so normals point out of the object.
-        world = verts @ self.frame.numpy().T  # triplane frame -> world
-        return trimesh.Trimesh(world, faces[:, ::-1], vertex_colors=colours, process=False)
+        local = trimesh.Trimesh((verts - b).astype(np.float32), faces[:, ::-1], process=False)
+        local = meshing.drop_small_components(
+            local, meshing.MIN_COMPONENT_FRACTION if min_component is None else min_component)
+        if target_faces is not None:
+            local = meshing.simplify(local, target_faces)
 
-    def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None) -> Path:
+        def field(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            d, c = self.field_at(torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)))
+            return d.float().cpu().numpy(), c.float().clamp(0, 1).cpu().numpy()
+
+        colours = meshing.surface_colours(field, local.vertices, local.vertex_normals,
+                                          depth=meshing.COLOUR_DEPTH_FRACTION * 2 * b)
+        world = np.asarray(local.vertices, dtype=np.float32) @ self.frame.numpy().T  # triplane frame -> world
+        return trimesh.Trimesh(world, local.faces, vertex_colors=meshing.to_uint8(colours), process=False)
+
+    def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None,
+                    target_faces: int | None = None) -> Path:
         """Write the mesh as GLB (+Y up, as glTF requires), OBJ or PLY (+Z up), chosen by the file extension."""
         if Path(path).suffix.lower() not in MESH_FORMATS:
             raise ValueError(f"mesh format must be one of {MESH_FORMATS}, got {Path(path).suffix!r}")
-        return write_mesh(self.mesh(resolution, level), path)
+        return write_mesh(self.mesh(resolution, level, target_faces=target_faces), path)
 
     def save_video(
         self, path: str | Path, n: int = 36, fps: int = 12, size: int | None = None, upscale: int = 256

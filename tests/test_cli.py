@@ -58,7 +58,7 @@ def test_inpaint_and_generate(tiny_checkpoint, photo, tmp_path):
 def test_mesh_export_formats(tiny_checkpoint, photo, tmp_path, monkeypatch):
     from rdiff.scene import Scene
 
-    def blob_mesh(self, resolution=64, level=None):  # a density blob so marching cubes has a surface
+    def blob_mesh(self, resolution=64, level=None, **_):  # a density blob so marching cubes has a surface
         axis = np.linspace(-1, 1, 24)
         x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
         from skimage.measure import marching_cubes
