@@ -110,6 +110,49 @@ def make_examples(root: Path = ASSETS / CLEVR_MODEL, size: int = EXAMPLE_SIZE) -
     return examples
 
 
+def examples_from_dataset(data: Path, root: Path, count: int = 4, title: str = "test object") -> list[Example]:
+    """Copy the first view of ``count`` scenes of a posed dataset split (e.g. held-out test chairs) into ``root``
+    with their cameras (cameras must look at the origin, as every ``rdiff data`` dataset's do), and write
+    ``root/examples.json``."""
+    import shutil
+
+    import torch
+
+    from rdiff.cameras import position_to_spherical
+    from rdiff.data import group_by_scene, load_transforms
+    from rdiff.data.transforms_json import resolve_image
+
+    groups = list(group_by_scene(load_transforms(data)).values())[:count]
+    if not groups:
+        raise ValueError(f"{data}: no scenes")
+    root.mkdir(parents=True, exist_ok=True)
+    examples = []
+    for frames in groups:
+        first = frames[0]
+        az, el, r = (float(v) for v in position_to_spherical(torch.as_tensor(first.c2w[:3, 3])))
+        name = f"{first.scene}.png"
+        shutil.copy(resolve_image(Path(data), first.file_path), root / name)
+        examples.append(Example(name, f"{title} {first.scene}", round(az % 360, 2), round(el, 2), round(r, 4),
+                                round(math.degrees(first.fov_x), 3), folder=root))
+    doc = {"about": f"First views of held-out scenes of {data} (not seen in training); camera as rendered.",
+           "examples": [e.to_json() for e in examples]}
+    (root / EXAMPLES_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return examples
+
+
 if __name__ == "__main__":
-    for e in make_examples():
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write example images for the app.")
+    parser.add_argument("--from-dataset", type=Path, help="copy held-out views of this dataset split instead of "
+                        "rendering the CLEVR1 examples")
+    parser.add_argument("--out", type=Path, help="assets folder of the model (default assets/clevr1-32)")
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--title", default="test object")
+    args = parser.parse_args()
+    if args.from_dataset:
+        made = examples_from_dataset(args.from_dataset, args.out or ASSETS / "custom", args.count, args.title)
+    else:
+        made = make_examples(args.out or ASSETS / CLEVR_MODEL)
+    for e in made:
         print(e.path())

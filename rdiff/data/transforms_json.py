@@ -184,7 +184,8 @@ def load_mask(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     return np.where(obj >= 0.5, MASK_OBJECT, np.where(fg >= 0.5, MASK_SHADOW, 0)).astype(np.uint8)
 
 
-def _resolve_image(folder: Path, file_path: str) -> Path:
+def resolve_image(folder: Path, file_path: str) -> Path:
+    """The image file of a frame's ``file_path`` (relative to ``folder``; ".png" may be left out)."""
     rel = file_path[2:] if file_path.startswith("./") else file_path
     candidates = [folder / rel]
     if not rel.lower().endswith(".png"):
@@ -269,12 +270,12 @@ def load_transforms(
             raise ValueError(f"{where}: missing key 'camera_angle_x' (neither top-level nor per frame)")
         c2w = _parse_matrix(fr["transform_matrix"], where)
         file_path = str(fr["file_path"])
-        image = load_image(_resolve_image(folder, file_path), background=background)
+        image = load_image(resolve_image(folder, file_path), background=background)
         if size is not None:
             fov = cropped_fov_x(fov, image.shape[:2])
             image = square_resize(image, size)
         scene = str(fr["scene"]) if "scene" in fr else Path(file_path).stem
-        mask = load_mask(_resolve_image(folder, str(fr["mask_path"])), size=size) if "mask_path" in fr else None
+        mask = load_mask(resolve_image(folder, str(fr["mask_path"])), size=size) if "mask_path" in fr else None
         if mask is not None and mask.shape != image.shape[:2]:
             raise ValueError(f"{where}: mask shape {mask.shape} differs from image shape {image.shape[:2]}")
         out.append(PosedImage(image=image, c2w=c2w, fov_x=fov, scene=scene, file_path=file_path, mask=mask))
