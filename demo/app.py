@@ -20,6 +20,11 @@ another generated sample, loading a model) share one concurrency group, ``"diffu
 previews (noised input x_{t_r}, orbit re-renders: a few milliseconds to ~0.2 s) run in their own
 group, ``"preview"`` (2 at a time), so they stay responsive while a long run is going.
 
+Feedback (see :meth:`ResultPanel.wire_run`): the run events show no Gradio progress tracker (it would be
+drawn over every output and hidden at every preview yield); the handlers write the progress into the notes,
+clear the old outputs once the run has started and leave them on an input mistake, whose message shows once
+(a toast, no "Error" badges). A run that fails midway restores the session's current result.
+
 State: each result panel keeps a :class:`demo.results.ResultState` (the run's Scene objects: triplane,
 frame, camera, model; plus the files already rendered) in a per-session ``gr.State``; the orbit sliders
 and the gallery re-render from it. Models are cached by source in the app's
@@ -69,6 +74,7 @@ STATE_SESSIONS = 200  # sessions whose gr.State is kept (each holds a few MB of 
 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.run-notes { min-height: 3.5em; }
 """
 
 INTRO = f"""
@@ -87,7 +93,8 @@ and at t_r ≥ 40 the prior turns it into the nearest CLEVR-like object.
 
 MAX_TR_SLIDER = 300  # t_r beyond ~300 of 1000 keeps little of the input; the slider stays fine-grained below
 
-TR_INFO = ("Noise the input to timestep t_r before denoising. 0 = most faithful (one pass). "
+TR_INFO = ("Noise the input to timestep t_r before denoising (the image on the right: what the model sees). "
+           "0 = most faithful (one pass). "
            "Around 40 makes reconstruction robust to inputs unlike the training images: "
            "the diffusion prior fixes them.")
 
@@ -141,52 +148,78 @@ class ResultPanel:
 
     @classmethod
     def build(cls, name: str, composite: bool = False) -> ResultPanel:
-        """The panel of tab ``name``; ``composite``: also show the inpainting composite (a labelled extra)."""
+        """The panel of tab ``name``; ``composite``: also show the inpainting composite (a labelled extra).
+
+        Labels are short enough for one line next to the image's button (long ones wrapped under it); the
+        caption below the images says what each one is.
+        """
         state = gr.State(None, time_to_live=STATE_TTL_S)
-        notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes")
+        notes = gr.Markdown("", label="Notes", elem_id=f"{name}-notes", elem_classes=["run-notes"])
+        small = dict(type="filepath", interactive=False, elem_classes=["pixelated"], height=220,
+                     buttons=["download"])
         with gr.Row(equal_height=True):
-            image = gr.Image(label="Result: the 3D scene from the input camera", type="filepath", interactive=False,
-                             elem_classes=["pixelated"], height=220, elem_id=f"{name}-image")
-            extra = None
-            if composite:
-                extra = gr.Image(label="Composite (2D only): your known pixels + the fill", type="filepath",
-                                 interactive=False, elem_classes=["pixelated"], height=220,
-                                 elem_id=f"{name}-composite")
-            depth = gr.Image(label="Depth: yellow = near", type="filepath", interactive=False,
-                             elem_classes=["pixelated"], height=220)
-            with gr.Column(min_width=200):
-                orbit = gr.Image(label="Orbit preview (re-rendered from the triplane)", interactive=False,
-                                 elem_classes=["pixelated"], height=220, format="png")
+            image = gr.Image(label="Result (3D scene)", elem_id=f"{name}-image", **small)
+            extra = gr.Image(label="Composite (2D)", elem_id=f"{name}-composite", **small) if composite else None
+            depth = gr.Image(label="Depth: yellow = near", elem_id=f"{name}-depth", **small)
+            orbit = gr.Image(label="Orbit view", elem_id=f"{name}-orbit", format="png", **small)
+        caption = ("**Result**: the final triplane rendered from the input camera, the scene every 3D view "
+                   "shows. **Orbit view**: the same scene re-rendered from the sliders below (no diffusion).")
+        if composite:
+            caption += (" **Composite**: your known pixels pasted around the fill, a 2D image only: it can look "
+                        "intact where the 3D scene is not (e.g. after Stop).")
+        gr.Markdown(caption, elem_classes=["panel-caption"])
         with gr.Row():
             az = gr.Slider(0, 360, value=0, step=1, label="Orbit azimuth (°)")
             el = gr.Slider(-30, 89, value=30, step=1, label="Orbit elevation (°)")
         with gr.Row(equal_height=True):
-            video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280)
-            plot = gr.Plot(label="Interactive 3D view (drag to rotate)")
+            video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280,
+                             elem_id=f"{name}-video")
+            plot = gr.Plot(label="Interactive 3D view (drag to rotate)", elem_id=f"{name}-plot")
         with gr.Row():
-            splats3d = gr.Model3D(label="3D Gaussian splats (drag to orbit: runs in your browser)", interactive=False,
-                                  height=280, scale=3, elem_id=f"{name}-splats", camera_position=(45, 65, 4.5))
-            model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3)
+            splats3d = gr.Model3D(label="Gaussian splats (drag)", interactive=False, height=280, scale=3,
+                                  elem_id=f"{name}-splats", camera_position=(45, 65, 4.5))
+            model3d = gr.Model3D(label="Mesh (GLB)", interactive=False, height=280, scale=3, elem_id=f"{name}-mesh")
             with gr.Column(scale=2, min_width=200):
                 mesh_file = gr.File(label="Download mesh (GLB)", interactive=False, height=90)
-                gr.Markdown("The mesh is the density iso-surface (marching cubes) without small detached "
-                            "floaters, coloured by the opaque material under the surface; the download is the "
-                            "same GLB (+Y up, linear vertex colours as glTF requires).")
+                gr.Markdown("The splats are orbited in your browser. The mesh is the density iso-surface "
+                            "(marching cubes) without small detached floaters, coloured by the opaque material "
+                            "under the surface; the download is the same GLB (+Y up, linear vertex colours as "
+                            "glTF requires).")
         return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, extra)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [getattr(self, f) for f in PANEL_FIELDS]
 
-    @property
-    def progress_on(self) -> list[gr.components.Component]:
-        """Where a run's progress bar shows: not on the denoised image, which shows the live x0 estimate."""
-        return [self.depth, self.orbit, self.video, self.plot]
+    def wire_run(self, event: Any, handlers: Handlers, extra: list[gr.components.Component] | None = None,
+                 restore_extra: Any = None) -> None:
+        """The panel's side of a run ``event`` (its button's click).
+
+        Runs show no Gradio progress bar (one per output, hidden at every preview): the handler writes the
+        progress into the notes. At the click the notes say a run is starting; the handler clears the old
+        outputs once the run has started (an input mistake leaves them, and its message shows once, as a
+        toast); a run that fails midway gets the session's current result back (``restore_extra`` fills
+        ``extra``). The 3D viewers are emptied with the mesh file and filled when the run succeeds.
+        """
+        self.show_mesh(event, handlers)
+        restore = handlers.restore if restore_extra is None else (lambda st: (*handlers.restore(st),
+                                                                             *restore_extra(st)))
+        failed = event.failure(restore, self.state, [*self.outputs, *(extra or [])], api_visibility="private",
+                               queue=False, show_progress="hidden")
+        self.show_mesh(failed, handlers)
 
     def show_mesh(self, event: Any, handlers: Handlers) -> None:
         """After ``event`` succeeds, show the scene's GLB and its Gaussian splats in the Model3D viewers."""
-        event.success(handlers.mesh, self.state, self.model3d, api_visibility="private", queue=False)
-        event.success(handlers.splats, self.state, self.splats3d, api_visibility="private", queue=False)
+        event.success(handlers.mesh, self.state, self.model3d, api_visibility="private", queue=False,
+                      show_progress="hidden")
+        event.success(handlers.splats, self.state, self.splats3d, api_visibility="private", queue=False,
+                      show_progress="hidden")
+
+    def wire_clearing(self) -> None:
+        """Empty the 3D viewers whenever the mesh file is emptied (a new run clears its outputs)."""
+        self.mesh_file.change(lambda f: (gr.skip(), gr.skip()) if f else (None, None), self.mesh_file,
+                              [self.model3d, self.splats3d], api_visibility="private", queue=False,
+                              show_progress="hidden")
 
     def wire_orbit(self, handlers: Handlers, api_name: str) -> None:
         gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
@@ -285,6 +318,9 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                 with gr.Column(scale=2, min_width=360):
                     rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None, height=240,
                                              sources=["upload", "clipboard"], elem_id="reconstruct-input")
+                    with gr.Row():  # right under the input: visible without scrolling
+                        rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
+                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="reconstruct-stop")
                     rec_examples = gr.Column()
                     rec_cam = CameraSliders.build(config)
                     with rec_examples:
@@ -293,15 +329,13 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         rec_tr = gr.Slider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
                                            label="t_r (input noise level)",
                                            info=TR_INFO, scale=3)
-                        rec_noised = gr.Image(label="Noised input (what the model sees)", interactive=False, scale=2,
-                                              min_width=120, elem_classes=["pixelated"], height=150, format="png")
+                        rec_noised = gr.Image(label="Noised input", interactive=False, scale=2, buttons=[],
+                                              min_width=120, elem_classes=["pixelated"], height=150, format="png",
+                                              elem_id="reconstruct-noised")
                     with gr.Row():
                         rec_steps = gr.Slider(1, 50, value=10, step=1, label="Denoising steps",
                                               info="at most t_r + 1 are used", scale=3)
                         rec_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
-                    with gr.Row():
-                        rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
-                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="reconstruct-stop")
                 with gr.Column(scale=3):
                     rec_panel = ResultPanel.build("reconstruct")
 
@@ -316,10 +350,13 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     inp_editor = CheckedEditor(
                         label="Image and mask", type="pil", image_mode=None, sources=["upload", "clipboard"],
                         brush=gr.Brush(default_size=12, colors=["rgba(255, 0, 200, 0.8)"], color_mode="fixed"),
-                        eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=380,
+                        eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=340,
                         layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
                         elem_id="inpaint-editor",
                     )
+                    with gr.Row():
+                        inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
+                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
                     inp_examples = gr.Column()
                     inp_cam = CameraSliders.build(config)
                     with inp_examples:
@@ -329,9 +366,6 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         inp_resample = gr.Slider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
                                                  info="re-noise and repeat each step; more = more coherent, slower")
                     inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
-                    with gr.Row():
-                        inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
-                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
                 with gr.Column(scale=3):
                     inp_panel = ResultPanel.build("inpaint", composite=True)
 
@@ -370,7 +404,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         # sliders and the t_r slider, as before. The galleries follow in a second, cheap event.
         load_outputs = [model_status, *rec_cam.inputs, *inp_cam.inputs, rec_tr, model_examples]
         load_evt = model_box.change(load, inputs=model_box, outputs=load_outputs, api_name="load_model",
-                                    concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+                                    concurrency_id=DIFFUSION, concurrency_limit=concurrency,
+                                    show_progress_on=model_status)  # one progress bar, not one per slider
         load_evt.success(show_examples, model_examples, [rec_gallery, inp_gallery], api_name="model_examples",
                          api_visibility="undocumented", concurrency_limit=None, show_progress="hidden")
 
@@ -389,26 +424,29 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
 
         def select(state, evt: gr.SelectData, progress=gr.Progress()):
-            return handlers.select(state, evt.index, progress=progress)
+            yield from handlers.select(state, evt.index, progress=progress)
 
-        heavy = dict(concurrency_id=DIFFUSION, concurrency_limit=concurrency)
+        heavy = dict(concurrency_id=DIFFUSION, concurrency_limit=concurrency, show_progress="hidden")
+        starting = "() => '⏳ **Starting…** (waiting for the model, or in the queue behind other runs)'"
+        for button, panel in ((rec_run, rec_panel), (inp_run, inp_panel), (gen_run, gen_panel)):
+            button.click(None, None, panel.notes, js=starting, queue=False, api_visibility="private",
+                         show_progress="hidden")
         rec_flag, inp_flag, gen_flag = gr.State(StopFlag()), gr.State(StopFlag()), gr.State(StopFlag())
         rec_evt = rec_run.click(reconstruct, [model_box, rec_image, *rec_cam.inputs, rec_tr, rec_steps, rec_seed,
                                               rec_flag],
-                                rec_panel.outputs, api_name="reconstruct", show_progress_on=rec_panel.progress_on,
-                                **heavy)
+                                rec_panel.outputs, api_name="reconstruct", **heavy)
         inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed,
                                           inp_flag],
-                                [*inp_panel.outputs, inp_panel.composite], api_name="inpaint",
-                                show_progress_on=inp_panel.progress_on, **heavy)
+                                [*inp_panel.outputs, inp_panel.composite], api_name="inpaint", **heavy)
         gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch, gen_flag],
-                                [*gen_panel.outputs, gen_gallery], api_name="generate",
-                                show_progress_on=gen_panel.progress_on, **heavy)
-        gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private",
-                                     show_progress_on=gen_panel.progress_on, **heavy)
-        for panel, evts in ((rec_panel, [rec_evt]), (inp_panel, [inp_evt]), (gen_panel, [gen_evt, gen_sel])):
-            for evt in evts:
-                panel.show_mesh(evt, handlers)
+                                [*gen_panel.outputs, gen_gallery], api_name="generate", **heavy)
+        gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private", **heavy)
+        rec_panel.wire_run(rec_evt, handlers)
+        inp_panel.wire_run(inp_evt, handlers, [inp_panel.composite], lambda st: (handlers.composite(st),))
+        gen_panel.wire_run(gen_evt, handlers, [gen_gallery], lambda st: (handlers.gallery(st),))
+        gen_panel.show_mesh(gen_sel, handlers)
+        for panel in (rec_panel, inp_panel, gen_panel):
+            panel.wire_clearing()
         for stop, flag in ((rec_stop, rec_flag), (inp_stop, inp_flag), (gen_stop, gen_flag)):
             # Not queued (it must run while the job holds the queue); the job ends after its current step.
             stop.click(StopFlag.request, flag, None, queue=False, api_visibility="private")

@@ -183,7 +183,7 @@ class Handlers:
 
     # ------------------------------------------------------------------------------ previews
     def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> str | None:
-        """The model's input x_{t_r}: the image downsized to M x M and noised exactly as Reconstruct will."""
+        """The model's input at t = t_r: the image downsized to M x M and noised exactly as Reconstruct will."""
         if image is None:
             return None
         with user_errors("The noise preview"):
@@ -245,7 +245,15 @@ class Handlers:
             settings = replace(InpaintSettings(), steps=_int(steps, "steps", 1, MAX_STEPS),
                                jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
             loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))
-            yield from self._run("inpaint", model, loop, cams, notes, progress, stop)
+
+            def composite(kind: str, value: Any) -> tuple:
+                if kind == "start":
+                    return (None,)
+                if kind == "preview":
+                    return (self.store.frame_file(_strip(value.composite)),)
+                return (self.composite(value),)
+
+            yield from self._run("inpaint", model, loop, cams, notes, progress, stop, extra=composite)
 
     def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
                  progress: ProgressFn = _no_progress, stop: StopFlag | None = None) -> Iterator[tuple]:
@@ -255,31 +263,63 @@ class Handlers:
             n = _int(batch, "batch size", 1, MAX_BATCH)
             cams = model.default_cameras(n).to("cpu")
             loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), seed=_seed(seed))
-            for values in self._run("generate", model, loop, cams, notes, progress, stop):
-                state = values[-1]
-                if isinstance(state, ResultState):
-                    gallery = gr.update(value=[(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)],
-                                        visible=n > 1, selected_index=0 if n > 1 else None)
-                else:
-                    gallery = gr.skip()
-                yield (*values, gallery)
 
-    def select(self, state: ResultState | None, index: Any, progress: ProgressFn = _no_progress) -> tuple:
+            def gallery(kind: str, value: Any) -> tuple:
+                if kind == "start":  # the previous run's samples go
+                    return (gr.update(value=None, visible=False),)
+                if kind == "preview":
+                    return (gr.skip(),)
+                return (self.gallery(value),)
+
+            yield from self._run("generate", model, loop, cams, notes, progress, stop, extra=gallery)
+
+    def select(self, state: ResultState | None, index: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
         """Show sample ``index`` of a batch (its 3D outputs are rendered on first selection)."""
         if state is None:
-            return tuple(gr.skip() for _ in PANEL_FIELDS)
+            yield tuple(gr.skip() for _ in PANEL_FIELDS)
+            return
         with user_errors("Showing the sample"):
             state.selected = _int(index, "sample index", 0, len(state.scenes) - 1)
-            return self._panel(state, progress)
+            if state.selected not in state.files:
+                yield self._notes_only(f"⏳ Rendering the 3D views of sample {state.selected + 1}…")
+            yield self._panel(state, progress)
+
+    def gallery(self, state: ResultState | None) -> Any:
+        """The Generate gallery for ``state``: its samples, shown for a batch of more than one."""
+        if state is None:
+            return gr.update(value=None, visible=False)
+        n = len(state.images)
+        return gr.update(value=[(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)],
+                         visible=n > 1, selected_index=state.selected if n > 1 else None)
+
+    def composite(self, state: ResultState | None) -> str | None:
+        """The inpainting composite of the shown scene, or None."""
+        if state is None or not state.composites:
+            return None
+        return str(state.composites[state.selected])
+
+    def restore(self, state: ResultState | None) -> tuple:
+        """The panel of the session's current result (after a run failed midway: the outputs it had cleared)."""
+        if state is None:
+            return self._cleared("")
+        with user_errors("Showing the result"):
+            return self._panel(state, _no_progress)
 
     # ----------------------------------------------------------------------------- helpers
     def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str],
-             progress: ProgressFn, stop: StopFlag | None = None) -> Iterator[tuple]:
+             progress: ProgressFn, stop: StopFlag | None = None,
+             extra: Callable[[str, Any], tuple] | None = None) -> Iterator[tuple]:
         """Drive a step generator: progress per step, throttled x0 previews, then the full result.
 
-        The result is :func:`rdiff.sampling.result_from_step` of the last step run (the same as the library's
-        task functions return). Inpainting yields one value more than the panel: the composite (previews too).
+        The first yield (after the first denoising step: the inputs are valid and the model runs) clears the
+        previous result's outputs; then previews of the x0 estimate come every ``preview_interval_s`` with the
+        progress in the notes (the app shows no Gradio progress bar: one per output, hidden at every yield);
+        the last yield is the full result: :func:`rdiff.sampling.result_from_step` of the last step run (the
+        same as the library's task functions return). ``extra(kind, value)`` adds task-specific outputs to
+        each yield (kind "start", "preview" with the step, or "result" with the :class:`ResultState`).
         """
+        extra = extra or (lambda kind, value: ())
+        n_extra = len(extra("start", None))
         configure_threads(None, self.concurrent_jobs)  # from the load now: busy machines get 1 thread
         if stop is not None:
             stop.requested = False  # a Stop clicked before this run started does not count
@@ -287,6 +327,8 @@ class Handlers:
         last: Step | None = None
         shown = time.monotonic()
         for step in loop:
+            if last is None:
+                yield (*self._cleared(progress_note(step)), *extra("start", None))
             last = step
             progress((step.index, step.total), desc=f"Denoising (t = {step.t})", unit="steps")
             if stop is not None and stop.requested and step.index < step.total:
@@ -295,19 +337,30 @@ class Handlers:
                 break
             if step.index < step.total and time.monotonic() - shown >= self.preview_interval_s:
                 shown = time.monotonic()
-                yield self._preview(step)
+                yield (*self._preview(step), *extra("preview", step))
         assert last is not None
         state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
-        panel = self._panel(state, progress)
-        yield panel if state.composites is None else (*panel, str(state.composites[state.selected]))
+        yield (*self._notes_only("⏳ Denoising done: rendering the depth, turntable, mesh and splats…"),
+               *(gr.skip() for _ in range(n_extra)))
+        yield (*self._panel(state, progress), *extra("result", state))
+
+    def _cleared(self, notes: str) -> tuple:
+        """Every output emptied (orbit sliders and state kept), with ``notes``."""
+        values: list[Any] = [None for _ in PANEL_FIELDS]
+        for name in ("orbit_azimuth", "orbit_elevation", "state"):
+            values[PANEL_FIELDS.index(name)] = gr.skip()
+        values[PANEL_FIELDS.index("notes")] = notes
+        return tuple(values)
+
+    def _notes_only(self, notes: str) -> tuple:
+        values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
+        values[PANEL_FIELDS.index("notes")] = notes
+        return tuple(values)
 
     def _preview(self, step: Step) -> tuple:
-        """Only the image changes: the current x0 estimate (the render of the current triplane); inpainting
-        adds the current composite."""
-        values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
+        """The current x0 estimate (the render of the current triplane) and the progress in the notes."""
+        values = list(self._notes_only(progress_note(step)))
         values[0] = self.store.frame_file(_strip(step.x0))
-        if step.composite is not None:
-            values.append(self.store.frame_file(_strip(step.composite)))
         return tuple(values)
 
     def _panel(self, state: ResultState, progress: ProgressFn) -> tuple:
@@ -317,6 +370,14 @@ class Handlers:
         mesh = str(files.mesh) if files.mesh else None
         return (str(state.images[state.selected]), str(files.depth), orbit, round(az % 360, 1), round(el, 1),
                 str(files.video), files.figure, mesh, notes_markdown(state, files), state)
+
+
+def progress_note(step: Step, width: int = 24) -> str:
+    """The run's progress as Markdown for the notes: step count, timestep and a text bar."""
+    done = round(width * step.index / max(step.total, 1))
+    percent = 100 * step.index / max(step.total, 1)
+    return (f"⏳ **Denoising:** step {step.index} of {step.total} (t = {step.t}) · {percent:.0f}%\n\n"
+            f"`{'█' * done}{'░' * (width - done)}`")
 
 
 def editor_image_and_mask(editor: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:

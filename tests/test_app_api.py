@@ -254,7 +254,7 @@ def test_select_another_sample_renders_without_diffusion(server, tmp_path):
     calls = []
     hook = server.model.register_forward_hook(lambda *_: calls.append(1))
     try:
-        picked = handlers.select(state, 2)
+        *_, picked = handlers.select(state, 2)
     finally:
         hook.remove()
     assert not calls and state.selected == 2 and sorted(state.files) == [0, 2]
@@ -277,6 +277,64 @@ def test_stop_ends_the_run_with_a_result(server, tmp_path):
     assert "Stopped after 2 of 20 denoising steps" in last[OUT["notes"]]
     assert max(done for done, total in seen if total == 20) == 2  # no denoising step after the request
     assert Path(last[OUT["mesh_file"]]).is_file()
+
+
+def test_a_run_clears_the_old_outputs_and_reports_progress_in_the_notes(server, tmp_path):
+    """The first yield (the run has started) empties every output but the orbit sliders and the state; the
+    previews carry the progress in the notes (the app shows no Gradio progress bar); the last is the result."""
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    handlers = Handlers(server.registry, OutputStore(tmp_path), preview_interval_s=0.0)
+    yields = list(handlers.reconstruct("", str(EXAMPLE.path()), *CAMERA, 20, 6, 0))
+    first, *middle, last = yields
+    for key in ("image", "depth", "orbit", "video", "plot", "mesh_file"):
+        assert first[OUT[key]] is None, key
+    assert "step 1 of 6" in first[OUT["notes"]]
+    for key in ("orbit_azimuth", "orbit_elevation", "state"):
+        assert first[OUT[key]] == gr.skip(), key  # kept: the session's previous scene stays orbitable
+    notes = [v[OUT["notes"]] for v in middle]
+    assert any("step 3 of 6" in n for n in notes) and "rendering" in notes[-1]
+    assert all(isinstance(v[OUT["state"]], dict) for v in middle)  # the state changes only with the result
+    assert "Input view" in last[OUT["notes"]] and Path(last[OUT["mesh_file"]]).is_file()
+
+
+def test_azimuth_is_shown_the_same_way_in_notes_and_slider(server, tmp_path):
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    *_, last = Handlers(server.registry, OutputStore(tmp_path)).reconstruct("", str(EXAMPLE.path()), -140, 30,
+                                                                            3.0, 45, 0, 1, 0)
+    assert last[OUT["orbit_azimuth"]] == pytest.approx(220) and "azimuth 220°" in last[OUT["notes"]]
+
+
+def test_an_input_mistake_yields_nothing(server, tmp_path):
+    """Refused before the first yield, so the outputs of the previous result are left as they are."""
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    handlers = Handlers(server.registry, OutputStore(tmp_path))
+    runs = [handlers.reconstruct("", None, *CAMERA, 0, 1, 0),
+            handlers.inpaint("", {"background": str(EXAMPLE.path()), "layers": []}, *CAMERA, 2, 1, 0),
+            handlers.generate("", 0, 2, 9)]
+    for run, message in zip(runs, ("no input image", "mask is empty", "batch size")):
+        with pytest.raises(gr.Error, match=message):
+            next(run)
+
+
+def test_restore_shows_the_sessions_result_again(server, tmp_path):
+    """After a run that failed midway (outputs cleared), the panel of the session's current result."""
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    handlers = Handlers(server.registry, OutputStore(tmp_path))
+    *_, last = handlers.generate("", 4, 2, 2)
+    state = last[OUT["state"]]
+    again = handlers.restore(state)
+    assert again[OUT["image"]] == last[OUT["image"]] and again[OUT["mesh_file"]] == last[OUT["mesh_file"]]
+    assert handlers.gallery(state)["visible"] is True
+    empty = handlers.restore(None)
+    assert empty[OUT["image"]] is None and empty[OUT["notes"]] == ""
 
 
 def test_example_assets():

@@ -178,3 +178,84 @@ def test_model_picker_switches_examples_and_cameras(browser, shipped_server):
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "model_picker.png"), full_page=True)
         assert not errors, errors
+
+
+VISIBLE_TRACKERS = """() => [...document.querySelectorAll('[data-testid=status-tracker]')]
+    .filter(t => !t.classList.contains('hide') && getComputedStyle(t).opacity !== '0'
+                 && t.querySelector('.progress-text, .eta-bar, .progress-bar'))
+    .map(t => (t.closest('[id]') || {}).id)"""
+ERROR_BADGES = """() => [...document.querySelectorAll('[data-testid=status-tracker].error')]
+    .filter(t => !t.classList.contains('hide')).length"""
+TWO_LINE_LABELS = """() => [...document.querySelectorAll('[data-testid=block-label]')]
+    .filter(l => l.offsetParent !== null && l.innerText.trim() && l.getBoundingClientRect().height > 32)
+    .map(l => l.innerText.trim())"""
+
+
+def test_run_feedback_layout_and_input_mistakes(browser, server):
+    """One progress display (the notes; no Gradio bar on every output, none flickering at each preview), the
+    old outputs cleared when a run starts, an input mistake reported once (a toast, no 'Error' badge on the
+    outputs), run buttons without scrolling, one-line labels."""
+    import time
+
+    from demo.examples import load_examples
+
+    with app_page(browser, server.url, 900) as (page, errors):
+        page.locator("#reconstruct-run").wait_for(timeout=30_000)
+        for tab in ("Reconstruct", "Inpaint", "Generate"):
+            page.get_by_role("tab", name=tab).click()
+            button = page.locator(f"#{tab.lower()}-run")
+            button.wait_for(timeout=10_000)
+            box = button.bounding_box()
+            assert box["y"] + box["height"] <= 900, f"the {tab} button is below the fold ({box})"
+            assert not page.evaluate(TWO_LINE_LABELS), tab
+        page.get_by_role("tab", name="Reconstruct").click()
+
+        page.locator("#reconstruct-run").click()  # no image: an input mistake
+        toast = page.locator(".toast-body.error")
+        toast.first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        assert toast.count() == 1 and "no input image" in toast.first.inner_text()
+        assert page.evaluate(ERROR_BADGES) == 0, "error badges over the outputs"
+        assert "Starting" not in page.locator("#reconstruct-notes").inner_text()
+        page.locator(".toast-close").first.click()
+
+        page.locator("#reconstruct-input input[type=file]").first.set_input_files(str(load_examples()[0].path()))
+        page.wait_for_timeout(1500)
+        page.locator("#reconstruct-run").click()
+        page.locator("#reconstruct-notes").get_by_text("Input view").wait_for(timeout=180_000)
+        page.locator("#reconstruct-depth img").wait_for(timeout=30_000)
+        wrapped = page.evaluate(TWO_LINE_LABELS)
+        assert not wrapped, f"labels wrapped under the image buttons: {wrapped}"
+
+        for label, value in (("t_r (input noise level)", "40"), ("Denoising steps", "30")):
+            box = page.locator(f"input[aria-label='number input for {label}']:visible")
+            box.fill(value)
+            box.press("Enter")
+        page.wait_for_timeout(500)
+        # Every change of the notes is recorded in the page (sampling from here would miss some: the page's
+        # thread is busy drawing the splats in software WebGL): its text, whether the old depth is still
+        # shown and which Gradio progress bars are visible.
+        page.evaluate("""(trackers) => {
+            window.__seen = [];
+            const notes = document.querySelector('#reconstruct-notes');
+            new MutationObserver(() => window.__seen.push([notes.innerText,
+                document.querySelectorAll('#reconstruct-depth img').length, eval(trackers)()]))
+                .observe(notes, {subtree: true, childList: true, characterData: true});
+        }""", VISIBLE_TRACKERS)
+        hook = server.model.register_forward_pre_hook(lambda *_: time.sleep(0.15))  # ~5 s of denoising
+        try:
+            page.locator("#reconstruct-run").click()
+            page.locator("#reconstruct-notes").get_by_text("Denoising: step").wait_for(timeout=60_000)
+            page.locator("#reconstruct-notes").get_by_text("Input view").wait_for(timeout=180_000)
+        finally:
+            hook.remove()
+        seen = page.evaluate("() => window.__seen")
+        running = [(text, depth, bars) for text, depth, bars in seen if "Denoising: step" in text]
+        steps = {text.split("step ")[1].split(" ")[0] for text, _, _ in running}
+        assert len(steps) >= 3, f"the notes did not follow the run: {steps}"
+        assert not [bars for *_, bars in seen if bars], "Gradio progress bars shown"
+        assert all(depth == 0 for _, depth, _ in running), "the previous run's depth stayed while the new one ran"
+        page.locator("#reconstruct-depth img").wait_for(timeout=60_000)  # and the new result arrives
+        if os.environ.get("RDIFF_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "run_feedback.png"), full_page=True)
+        assert not errors, errors
