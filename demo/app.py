@@ -34,10 +34,17 @@ instead (gradio_client ``job.cancel()``, or the page being closed) closes the ha
 its next yield (previews come every 0.5 s) and frees the worker at once; it returns nothing, and the
 session's previous result stays. docs/reliability.md has the measurements behind these settings.
 
-API endpoints (``gradio_client``): ``/load_model``, ``/noise_preview``, ``/reconstruct``,
-``/reconstruct_orbit``, ``/inpaint``, ``/inpaint_orbit``, ``/generate``, ``/generate_orbit``; undocumented:
-``/model_examples`` (the example galleries of the session's last loaded model, run after ``/load_model``).
-The orbit endpoints re-render the calling session's last result (keep one ``Client`` per session).
+API endpoints (``gradio_client``; ``Client(url).view_api()`` lists them with descriptions and types):
+``/load_model``, ``/noise_preview``, ``/reconstruct``, ``/inpaint``, ``/generate``, ``/orbit``, ``/sample``,
+``/reconstruct_orbit``, ``/inpaint_orbit``, ``/generate_orbit``; undocumented: ``/model_examples`` (the
+example galleries of the session's last loaded model, run after ``/load_model``). Outputs have names chosen
+here (``image``, ``depth``, ``orbit_view``, ..., ``scene_id``: :func:`demo.components.named`), step counts
+are typed ``int`` (:class:`demo.components.IntSlider`) and ``/generate``'s last output is the plain list of
+its samples. Every run stores its result in :class:`demo.results.SceneStore` (an LRU, 64 results, 2 h after
+last use) under the ``scene_id`` it returns: ``/orbit`` (scene_id, sample, azimuth, elevation) and
+``/sample`` (scene_id, sample: all panel outputs of that sample) work from any client. The ``/*_orbit``
+endpoints re-render the calling session's last result (keep one ``Client`` per session) and refuse a session
+without one.
 The inpaint editor value is ``{"background": image, "layers": [mask_rgba], "composite": None}``:
 the mask is the alpha channel of ``layers[0]`` (painted = fill in); a layer of another size is scaled to
 the image when it has the same shape, else refused. Images reach the handlers unconverted (any mode).
@@ -54,7 +61,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.components import CheckedEditor, CheckedImage
+from demo.components import CheckedEditor, CheckedImage, IntSlider, RdiffBlocks, named
 from demo.examples import ASSETS, Example, load_examples
 from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo, StopFlag
 from demo.models import ModelRegistry
@@ -107,7 +114,8 @@ class CameraSliders:
     fov: gr.Slider
 
     @classmethod
-    def build(cls, config: RenderDiffusionConfig) -> CameraSliders:
+    def build(cls, config: RenderDiffusionConfig, tab: str) -> CameraSliders:
+        """The camera sliders of ``tab`` (their API names, as /load_model's outputs: ``<tab>_azimuth``, ...)."""
         with gr.Accordion("Input camera (must match the photo's viewpoint)", open=True):
             with gr.Row():
                 az = gr.Slider(0, 360, value=config.default_azimuth % 360, step=1, label="Azimuth (°)")
@@ -116,6 +124,8 @@ class CameraSliders:
                 r = gr.Slider(1.5, 6.0, value=config.default_radius, step=0.05, label="Distance (scene units)")
                 fov = gr.Slider(10, 90, value=round(math.degrees(config.default_fov_x), 1), step=0.5,
                                 label="Horizontal field of view (°)")
+        for slider, what in ((az, "azimuth"), (el, "elevation"), (r, "radius"), (fov, "fov_deg")):
+            named(slider, f"{tab}_{what}")
         return cls(az, el, r, fov)
 
     @property
@@ -144,6 +154,7 @@ class ResultPanel:
     state: gr.State
     model3d: gr.Model3D  # not in PANEL_FIELDS: filled by show_mesh() after each update
     splats3d: gr.Model3D  # likewise: the Gaussian splats, orbited in the browser
+    scene_id: gr.Textbox | None = None
     composite: gr.Image | None = None  # Inpaint only, not in PANEL_FIELDS: known pixels + the fill (2D)
 
     @classmethod
@@ -185,7 +196,20 @@ class ResultPanel:
                             "(marching cubes) without small detached floaters, coloured by the opaque material "
                             "under the surface; the download is the same GLB (+Y up, linear vertex colours as "
                             "glTF requires).")
-        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, extra)
+        with gr.Accordion("Use this scene from the API (gradio_client)", open=False):
+            scene_id = gr.Textbox(label="Scene id", interactive=False, buttons=["copy"], elem_id=f"{name}-scene-id")
+            gr.Markdown("Any client can re-render this result or fetch another sample of its batch with the id: "
+                        "`Client(url).predict(scene_id, 0, 90, 20, api_name=\"/orbit\")` (sample, azimuth, "
+                        "elevation) or `predict(scene_id, 1, api_name=\"/sample\")`. The app keeps recent "
+                        "results only (see the API page).")
+        for component, api_name in ((image, "image"), (depth, "depth"), (orbit, "orbit_view"), (az, "orbit_azimuth"),
+                                    (el, "orbit_elevation"), (video, "turntable"), (plot, "plot_3d"),
+                                    (mesh_file, "mesh_glb"), (notes, "notes"), (scene_id, "scene_id")):
+            named(component, api_name)
+        if extra is not None:
+            named(extra, "composite")
+        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, scene_id,
+                   extra)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -221,11 +245,19 @@ class ResultPanel:
                               [self.model3d, self.splats3d], api_visibility="private", queue=False,
                               show_progress="hidden")
 
-    def wire_orbit(self, handlers: Handlers, api_name: str) -> None:
+    def wire_orbit(self, handlers: Handlers, api_name: str, task: str) -> None:
+        """The orbit sliders re-render the session's scene (UI); ``/<api_name>`` does it for an API client's
+        session, refusing (not returning None) when that session has no result."""
+        preview = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
         gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
               inputs=[self.state, self.orbit_azimuth, self.orbit_elevation], outputs=self.orbit,
-              api_name=api_name, concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY,
-              trigger_mode="always_last", show_progress="hidden")
+              api_name=f"{api_name}_ui", api_visibility="private", trigger_mode="always_last", **preview)
+        gr.on([], fn=handlers.session_orbit, inputs=[self.state, self.orbit_azimuth, self.orbit_elevation],
+              outputs=self.orbit, api_name=api_name, **preview,
+              api_description=f"Re-render the calling session's last {task} result from (azimuth, elevation) in "
+                              "degrees on its input camera's sphere (no diffusion; a few ms to 0.2 s). Needs a "
+                              f"/{task} run from the same Client first; /orbit with a scene_id works from any "
+                              "client.")
 
 
 def _gallery_props(examples: list[Example] | None) -> dict[str, Any]:
@@ -300,14 +332,14 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
     if registry.default_source not in choices:  # a Hub id or folder given at launch: offered too
         choices.append(registry.default_source)
 
-    with gr.Blocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
+    with RdiffBlocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
         gr.Markdown(INTRO)
         with gr.Row():
             model_box = gr.Dropdown(choices, value=registry.default_source, label="Model", scale=4,
                                     allow_custom_value=True, filterable=True, elem_id="model-picker",
                                     info="a shipped model, or type a Hugging Face Hub id (user/model) or a local "
                                          "checkpoint folder and press Enter")
-        model_status = gr.Markdown(status, label="Model status", elem_id="model-status")
+        model_status = named(gr.Markdown(status, label="Model status", elem_id="model-status"), "model_status")
         model_examples = gr.State(examples)  # the examples of this session's current model
 
         # ------------------------------------------------------------------------------ Reconstruct
@@ -322,18 +354,20 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
                         rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="reconstruct-stop")
                     rec_examples = gr.Column()
-                    rec_cam = CameraSliders.build(config)
+                    rec_cam = CameraSliders.build(config, "reconstruct")
                     with rec_examples:
                         rec_gallery = _examples("reconstruct", rec_image, rec_cam, model_examples, examples)
                     with gr.Row():
-                        rec_tr = gr.Slider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
+                        rec_tr = IntSlider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
                                            label="t_r (input noise level)",
                                            info=TR_INFO, scale=3)
+                        named(rec_tr, "t_r_slider")
                         rec_noised = gr.Image(label="Noised input", interactive=False, scale=2, buttons=[],
                                               min_width=120, elem_classes=["pixelated"], height=150, format="png",
                                               elem_id="reconstruct-noised")
+                        named(rec_noised, "noised_input")
                     with gr.Row():
-                        rec_steps = gr.Slider(1, 50, value=10, step=1, label="Denoising steps",
+                        rec_steps = IntSlider(1, 50, value=10, step=1, label="Denoising steps",
                                               info="at most t_r + 1 are used", scale=3)
                         rec_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
                 with gr.Column(scale=3):
@@ -358,12 +392,12 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                         inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
                         inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
                     inp_examples = gr.Column()
-                    inp_cam = CameraSliders.build(config)
+                    inp_cam = CameraSliders.build(config, "inpaint")
                     with inp_examples:
                         inp_gallery = _examples("inpaint", inp_editor, inp_cam, model_examples, examples)
                     with gr.Row():
-                        inp_steps = gr.Slider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
-                        inp_resample = gr.Slider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
+                        inp_steps = IntSlider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
+                        inp_resample = IntSlider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
                                                  info="re-noise and repeat each step; more = more coherent, slower")
                     inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
                 with gr.Column(scale=3):
@@ -376,8 +410,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             with gr.Row():
                 with gr.Column(scale=2, min_width=360):
                     gen_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
-                    gen_steps = gr.Slider(2, 250, value=50, step=1, label="Denoising steps")
-                    gen_batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")
+                    gen_steps = IntSlider(2, 250, value=50, step=1, label="Denoising steps")
+                    gen_batch = IntSlider(1, MAX_BATCH, value=1, step=1, label="Batch size")
                     with gr.Row():
                         gen_run = gr.Button("Generate", variant="primary", elem_id="generate-run", scale=3)
                         gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="generate-stop")
@@ -385,10 +419,17 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                     gen_gallery = gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
                                              height=180, allow_preview=False, object_fit="contain",
                                              elem_id="generate-gallery")
+                    named(gen_gallery, "samples")
                     gen_panel = ResultPanel.build("generate")
 
         # ----------------------------------------------------------------------------------- events
         def load(model_source: str, progress=gr.Progress()):
+            """Load a model (cached after the first load) and return its status, the default cameras of the
+            Reconstruct and Inpaint tabs and the t_r slider's range (an update: maximum and value).
+
+            Args:
+                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+            """
             progress((0, None), desc="Loading the model")
             m: ModelInfo = handlers.model_info(model_source, reload=True)
             if m.notice:
@@ -409,18 +450,60 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         load_evt.success(show_examples, model_examples, [rec_gallery, inp_gallery], api_name="model_examples",
                          api_visibility="undocumented", concurrency_limit=None, show_progress="hidden")
 
-        # Wrappers: Gradio injects gr.Progress by signature and names API parameters after these arguments.
+        # Wrappers: Gradio injects gr.Progress by signature, names API parameters after these arguments and
+        # takes each endpoint's description (and, for MCP, the parameters') from the docstring.
         def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
                         progress=gr.Progress()):
+            """Monocular 3D reconstruction: noise the image to t_r, denoise it, and return the final triplane's
+            render from the input camera, its depth, an orbit view, a turntable mp4, a 3D plot, the GLB mesh,
+            notes and the scene_id (for /orbit and /sample).
+
+            Args:
+                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+                image: the input image (any size and mode; centre-cropped and downsized to the model's size).
+                azimuth: input camera azimuth in degrees.
+                elevation: input camera elevation in degrees.
+                radius: input camera distance from the scene centre (scene units).
+                fov_deg: input camera horizontal field of view in degrees.
+                t_r: noise level the input is noised to before denoising (0 = most faithful, one pass).
+                steps: denoising steps (at most t_r + 1 are used).
+                seed: random seed.
+            """
             yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
                                             seed, progress=progress, stop=stop)
 
         def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
                     progress=gr.Progress()):
+            """3D-aware inpainting (RePaint): fill the masked region; returns the final triplane's render from the
+            input camera and the other panel outputs as /reconstruct, then the composite (the known pixels pasted
+            around the fill: 2D only).
+
+            Args:
+                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+                image_and_mask: {"background": image, "layers": [mask], "composite": None}; the mask is the alpha of
+                    layers[0] (painted = fill in), of the image's size or at least its shape.
+                azimuth: input camera azimuth in degrees.
+                elevation: input camera elevation in degrees.
+                radius: input camera distance from the scene centre (scene units).
+                fov_deg: input camera horizontal field of view in degrees.
+                steps: denoising steps.
+                resample: RePaint resampling (each step re-noised and repeated this many times).
+                seed: random seed.
+            """
             yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
                                         resample, seed, progress=progress, stop=stop)
 
         def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
+            """Unconditional generation of batch_size 3D scenes from the model's default camera; returns the first
+            sample's panel outputs (as /reconstruct) and the list of all samples' images. /sample with the
+            scene_id gives any sample's outputs, /orbit renders any sample.
+
+            Args:
+                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+                seed: random seed.
+                steps: denoising steps.
+                batch_size: number of scenes generated.
+            """
             yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
 
         def select(state, evt: gr.SelectData, progress=gr.Progress()):
@@ -440,10 +523,14 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
                                 [*inp_panel.outputs, inp_panel.composite], api_name="inpaint", **heavy)
         gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch, gen_flag],
                                 [*gen_panel.outputs, gen_gallery], api_name="generate", **heavy)
+        # The gallery's value is a plain list (the API returns it as is); its visibility follows here (UI only).
+        gen_evt.success(handlers.gallery_shown, gen_panel.state, gen_gallery, api_visibility="private",
+                        queue=False, show_progress="hidden")
         gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private", **heavy)
         rec_panel.wire_run(rec_evt, handlers)
         inp_panel.wire_run(inp_evt, handlers, [inp_panel.composite], lambda st: (handlers.composite(st),))
-        gen_panel.wire_run(gen_evt, handlers, [gen_gallery], lambda st: (handlers.gallery(st),))
+        gen_panel.wire_run(gen_evt, handlers, [gen_gallery],
+                           lambda st: (gr.update(value=handlers.gallery(st), **handlers.gallery_shown(st)),))
         gen_panel.show_mesh(gen_sel, handlers)
         for panel in (rec_panel, inp_panel, gen_panel):
             panel.wire_clearing()
@@ -451,9 +538,44 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             # Not queued (it must run while the job holds the queue); the job ends after its current step.
             stop.click(StopFlag.request, flag, None, queue=False, api_visibility="private")
 
-        rec_panel.wire_orbit(handlers, "reconstruct_orbit")
-        inp_panel.wire_orbit(handlers, "inpaint_orbit")
-        gen_panel.wire_orbit(handlers, "generate_orbit")
+        # API only (no UI event): any client, with a run's scene_id (kept in handlers.scenes, an LRU).
+        with gr.Column(visible=False):
+            api_scene = gr.Textbox(label="scene_id")
+            api_sample = gr.Number(0, label="sample", precision=0, minimum=0)
+            api_az = gr.Number(0.0, label="azimuth")
+            api_el = gr.Number(30.0, label="elevation")
+            api_view = named(gr.Image(label="view", type="filepath", format="png"), "orbit_view")
+
+        def orbit(scene_id, sample, azimuth, elevation):
+            """Render sample `sample` (0 = the first; batches of /generate have more) of the run `scene_id` from
+            (azimuth, elevation) in degrees on its input camera's sphere, without diffusion. Works from any client.
+
+            Args:
+                scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
+                sample: which sample of the run's batch (0-based).
+                azimuth: viewing azimuth in degrees.
+                elevation: viewing elevation in degrees.
+            """
+            return handlers.scene_orbit(scene_id, sample, azimuth, elevation)
+
+        def sample(scene_id, sample, progress=gr.Progress()):
+            """All panel outputs (image, depth, orbit view, turntable, 3D plot, mesh, notes, scene_id) of sample
+            `sample` of the run `scene_id`, e.g. another sample of a /generate batch; its 3D outputs are rendered
+            on first request. Works from any client.
+
+            Args:
+                scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
+                sample: which sample of the run's batch (0-based).
+            """
+            return handlers.scene_sample(scene_id, sample, progress=progress)
+
+        gr.on([], orbit, [api_scene, api_sample, api_az, api_el], api_view, api_name="orbit",
+              concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
+        gr.on([], sample, [api_scene, api_sample], gen_panel.outputs[:-1], api_name="sample", **heavy)
+
+        rec_panel.wire_orbit(handlers, "reconstruct_orbit", "reconstruct")
+        inp_panel.wire_orbit(handlers, "inpaint_orbit", "inpaint")
+        gen_panel.wire_orbit(handlers, "generate_orbit", "generate")
 
         gr.on([rec_image.change, rec_tr.change, rec_seed.change], fn=handlers.noise_preview,
               inputs=[model_box, rec_image, rec_tr, rec_seed], outputs=rec_noised, api_name="noise_preview",

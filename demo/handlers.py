@@ -27,6 +27,7 @@ from demo.results import (
     DISPLAY_SIZE,
     OutputStore,
     ResultState,
+    SceneStore,
     enlarge,
     ensure_files,
     make_state,
@@ -54,7 +55,7 @@ log = logging.getLogger("rdiff.demo")
 #: among them: it is filled by :meth:`Handlers.mesh` in a follow-up event (Gradio 6's Model3D does not
 #: display a file sent by a generator handler).
 PANEL_FIELDS = ("image", "depth", "orbit", "orbit_azimuth", "orbit_elevation", "video", "plot", "mesh_file",
-                "notes", "state")
+                "notes", "scene_id", "state")
 MAX_BATCH = 4
 MAX_STEPS = 1000
 MAX_RESAMPLE = 20
@@ -134,6 +135,11 @@ def _float(value: Any, name: str, lo: float, hi: float) -> float:
     return v
 
 
+def _view(azimuth: Any, elevation: Any) -> tuple[float, float]:
+    """An orbit viewpoint (degrees), checked."""
+    return _float(azimuth, "azimuth", -360.0, 360.0), _float(elevation, "elevation", -89.9, 89.9)
+
+
 def camera(azimuth: Any, elevation: Any, radius: Any, fov: Any) -> Cameras:
     """One input camera from the sliders (degrees, scene units)."""
     az = _float(azimuth, "azimuth", -360.0, 360.0)
@@ -163,9 +169,10 @@ class Handlers:
     """All event handlers of the app, sharing one model registry and one output store."""
 
     def __init__(self, registry: ModelRegistry, store: OutputStore, preview_interval_s: float = 0.5,
-                 concurrent_jobs: int = 1) -> None:
+                 concurrent_jobs: int = 1, scenes: SceneStore | None = None) -> None:
         self.registry = registry
         self.store = store
+        self.scenes = scenes or SceneStore()  # every run's result by scene id (API access from any client)
         self.preview_interval_s = preview_interval_s
         self.concurrent_jobs = concurrent_jobs  # diffusion jobs at once: each gets its share of the idle cores
 
@@ -209,13 +216,41 @@ class Handlers:
         return str(splat) if splat else None
 
     def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> str | None:
-        """Re-render the cached scene from a new viewpoint (no diffusion)."""
+        """Re-render the cached scene from a new viewpoint (no diffusion); None before the session's first run."""
         if state is None:
             return None
         with user_errors("Rendering the view"):
-            az = _float(azimuth, "azimuth", -360.0, 360.0)
-            el = _float(elevation, "elevation", -89.9, 89.9)
-            return self.store.frame_file(orbit_image(state.scene, az, el))
+            return self.store.frame_file(orbit_image(state.scene, *_view(azimuth, elevation)))
+
+    def session_orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> str:
+        """:meth:`orbit` for API clients: a session without a result is an error, not an empty image."""
+        if state is None:
+            raise gr.Error("this client's session has no result yet: run the task first with the same Client, or "
+                           "pass the scene_id a run returned to /orbit (any client)", print_exception=False)
+        return self.orbit(state, azimuth, elevation)
+
+    def scene_orbit(self, scene_id: Any, sample: Any, azimuth: Any, elevation: Any) -> str:
+        """Render sample ``sample`` of the stored result ``scene_id`` from a viewpoint (any client)."""
+        with user_errors("Rendering the view"):
+            state = self._stored(scene_id)
+            i = _int(sample, "sample", 0, len(state.scenes) - 1)
+            return self.store.frame_file(orbit_image(state.scenes[i], *_view(azimuth, elevation)))
+
+    def scene_sample(self, scene_id: Any, sample: Any, progress: ProgressFn = _no_progress) -> tuple:
+        """The panel outputs (without the state) of sample ``sample`` of the stored result ``scene_id``; its 3D
+        outputs are rendered on first request. The stored result's own selection is left as it is."""
+        with user_errors("Showing the sample"):
+            state = self._stored(scene_id)
+            view = replace(state, selected=_int(sample, "sample", 0, len(state.scenes) - 1))  # shares the files
+            return self._panel(view, progress)[:-1]
+
+    def _stored(self, scene_id: Any) -> ResultState:
+        try:
+            return self.scenes.get(str(scene_id or "").strip())
+        except KeyError:
+            raise InputError(f"unknown scene id {scene_id!r}: use the scene_id a run of /reconstruct, /inpaint or "
+                             f"/generate returned; the app keeps the last {self.scenes.max_items} results, each "
+                             f"for {self.scenes.max_age_s / 3600:g} h after its last use") from None
 
     # ------------------------------------------------------------------------------- tasks
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
@@ -266,7 +301,7 @@ class Handlers:
 
             def gallery(kind: str, value: Any) -> tuple:
                 if kind == "start":  # the previous run's samples go
-                    return (gr.update(value=None, visible=False),)
+                    return (None,)
                 if kind == "preview":
                     return (gr.skip(),)
                 return (self.gallery(value),)
@@ -284,13 +319,16 @@ class Handlers:
                 yield self._notes_only(f"⏳ Rendering the 3D views of sample {state.selected + 1}…")
             yield self._panel(state, progress)
 
-    def gallery(self, state: ResultState | None) -> Any:
-        """The Generate gallery for ``state``: its samples, shown for a batch of more than one."""
+    def gallery(self, state: ResultState | None) -> list[tuple[str, str]] | None:
+        """The Generate gallery's value for ``state``: its samples (a plain value: the API returns it as is)."""
         if state is None:
-            return gr.update(value=None, visible=False)
-        n = len(state.images)
-        return gr.update(value=[(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)],
-                         visible=n > 1, selected_index=state.selected if n > 1 else None)
+            return None
+        return [(str(p), f"sample {i + 1}") for i, p in enumerate(state.images)]
+
+    def gallery_shown(self, state: ResultState | None) -> Any:
+        """The gallery's visibility and selection (UI only): shown for a batch of more than one."""
+        many = state is not None and len(state.images) > 1
+        return gr.update(visible=many, selected_index=state.selected if many else None)
 
     def composite(self, state: ResultState | None) -> str | None:
         """The inpainting composite of the shown scene, or None."""
@@ -340,6 +378,7 @@ class Handlers:
                 yield (*self._preview(step), *extra("preview", step))
         assert last is not None
         state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
+        self.scenes.add(state)
         yield (*self._notes_only("⏳ Denoising done: rendering the depth, turntable, mesh and splats…"),
                *(gr.skip() for _ in range(n_extra)))
         yield (*self._panel(state, progress), *extra("result", state))
@@ -369,7 +408,7 @@ class Handlers:
         orbit = self.store.frame_file(orbit_image(state.scene, az, el))
         mesh = str(files.mesh) if files.mesh else None
         return (str(state.images[state.selected]), str(files.depth), orbit, round(az % 360, 1), round(el, 1),
-                str(files.video), files.figure, mesh, notes_markdown(state, files), state)
+                str(files.video), files.figure, mesh, notes_markdown(state, files), state.scene_id, state)
 
 
 def progress_note(step: Step, width: int = 24) -> str:

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,10 +128,54 @@ class ResultState:
     selected: int = 0
     files: dict[int, SceneFiles] = field(default_factory=dict)
     composites: list[Path] | None = None  # inpainting: known pixels + the fill (SampleResult.composites)
+    scene_id: str | None = None  # its key in the app's SceneStore (API: orbit or pick a sample from any client)
 
     @property
     def scene(self) -> Scene:
         return self.scenes[self.selected]
+
+
+class SceneStore:
+    """The latest results by scene id, for the API: bounded (least recently used first out) and thread-safe.
+
+    A run's :class:`ResultState` is stored under a fresh random id (returned as the run's ``scene_id``), so
+    that any client, not only the session that ran it, can orbit it or fetch another sample of its batch.
+    The id is unguessable (a uuid4): knowing it is what gives access to the scene. At most ``max_items``
+    results are kept (each holds a few triplanes: a few MB), each for ``max_age_s`` after its last use.
+    """
+
+    def __init__(self, max_items: int = 64, max_age_s: float = 7200.0) -> None:
+        self.max_items = max_items
+        self.max_age_s = max_age_s
+        self._items: OrderedDict[str, tuple[float, ResultState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, state: ResultState) -> str:
+        """Store ``state`` under a new id (also set as ``state.scene_id``); returns the id."""
+        scene_id = uuid.uuid4().hex
+        state.scene_id = scene_id
+        with self._lock:
+            self._items[scene_id] = (time.monotonic(), state)
+            self._prune()
+        return scene_id
+
+    def get(self, scene_id: str) -> ResultState:
+        """The result stored under ``scene_id`` (KeyError if unknown or expired); counts as a use."""
+        with self._lock:
+            self._prune()
+            _, state = self._items[scene_id]
+            self._items[scene_id] = (time.monotonic(), state)
+            self._items.move_to_end(scene_id)
+            return state
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - self.max_age_s
+        while self._items and (len(self._items) > self.max_items or next(iter(self._items.values()))[0] < cutoff):
+            self._items.popitem(last=False)
 
 
 # ------------------------------------------------------------------------------------ images

@@ -236,11 +236,70 @@ def test_inpaint_result_is_the_scene_not_the_composite(server, tmp_path):
 def test_generate_batch_with_gallery(client):
     out = client.predict("", 3, 2, 2, api_name="/generate")
     check_panel(out[:-1])
-    gallery = out[-1]  # a gr.update: shown, with both samples
-    assert gallery["visible"] is True and len(gallery["value"]) == 2
-    assert all(Path(g["image"]).is_file() for g in gallery["value"])
+    gallery = out[-1]  # a plain list of both samples (no raw update dict)
+    assert isinstance(gallery, list) and len(gallery) == 2
+    assert all(Path(g["image"]).is_file() for g in gallery)
     with Image.open(client.predict(100, 30, api_name="/generate_orbit")) as im:
         assert im.size[0] >= 64
+
+
+def test_api_names_types_and_descriptions(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    panel = ["image", "depth", "orbit_view", "orbit_azimuth", "orbit_elevation", "turntable", "plot_3d", "mesh_glb",
+             "notes", "scene_id"]
+    assert [r["label"] for r in api["/reconstruct"]["returns"]] == panel
+    assert [r["label"] for r in api["/inpaint"]["returns"]] == [*panel, "composite"]
+    assert [r["label"] for r in api["/generate"]["returns"]] == [*panel, "samples"]
+    assert [r["label"] for r in api["/sample"]["returns"]] == panel
+    assert api["/load_model"]["returns"][1]["label"] == "reconstruct_azimuth"
+    types = {(name, p["parameter_name"]): p["python_type"]["type"] for name, e in api.items() for p in e["parameters"]}
+    for key in [("/reconstruct", "t_r"), ("/reconstruct", "steps"), ("/inpaint", "steps"), ("/inpaint", "resample"),
+                ("/generate", "steps"), ("/generate", "batch_size"), ("/orbit", "sample"), ("/noise_preview", "t_r")]:
+        assert types[key] == "int", key
+    assert [p["parameter_name"] for p in api["/orbit"]["parameters"]] == ["scene_id", "sample", "azimuth", "elevation"]
+    for name, endpoint in api.items():
+        assert len(endpoint["description"]) > 40, name
+        assert "x_{" not in endpoint["description"] and ":meth:" not in endpoint["description"], name
+
+
+def test_scenes_are_reachable_by_id_from_any_client(client, server, tmp_path):
+    out = client.predict("", 5, 2, 2, api_name="/generate")
+    scene_id = out[OUT["scene_id"]]
+    assert len(scene_id) == 32
+    other = Client(server.url, verbose=False, download_files=str(tmp_path))  # a new session: no state of its own
+    with pytest.raises(AppError, match="session has no result yet"):
+        other.predict(90, 20, api_name="/generate_orbit")  # refused, no silent None
+    views = [np.asarray(Image.open(other.predict(scene_id, i, 90, 20, api_name="/orbit")).convert("RGB"))
+             for i in (0, 1)]
+    assert views[0].shape == views[1].shape and not np.array_equal(views[0], views[1])  # two different scenes
+    second = other.predict(scene_id, 1, api_name="/sample")  # the batch's other sample, all its outputs
+    assert "Sample 2 of 2" in second[OUT["notes"]] and second[OUT["scene_id"]] == scene_id
+    assert Path(second[OUT["mesh_file"]]).is_file() and Path(second[OUT["image"]]).is_file()
+    first = np.asarray(Image.open(out[OUT["image"]]).convert("RGB"))
+    assert not np.array_equal(np.asarray(Image.open(second[OUT["image"]]).convert("RGB")), first)
+    # /sample does not change what the session that ran it shows (its orbit still renders sample 0)
+    own = np.asarray(Image.open(client.predict(90, 20, api_name="/generate_orbit")).convert("RGB"))
+    assert np.array_equal(own, views[0])
+    with pytest.raises(AppError, match="unknown scene id"):
+        other.predict("0" * 32, 0, 0, 30, api_name="/orbit")
+    with pytest.raises(AppError, match="sample must be a whole number between 0 and 1"):
+        other.predict(scene_id, 2, 0, 30, api_name="/orbit")
+
+
+def test_scene_store_is_a_bounded_lru():
+    from demo.results import ResultState, SceneStore
+
+    store = SceneStore(max_items=2, max_age_s=3600)
+    a, b, c = (ResultState("generate", [], [], Path(".")) for _ in range(3))
+    ida, idb = store.add(a), store.add(b)
+    assert a.scene_id == ida and store.get(ida) is a  # a used: b is now the least recently used
+    idc = store.add(c)
+    assert len(store) == 2 and store.get(ida) is a and store.get(idc) is c
+    with pytest.raises(KeyError):
+        store.get(idb)
+    store.max_age_s = 0.0
+    with pytest.raises(KeyError):
+        store.get(ida)  # expired
 
 
 def test_select_another_sample_renders_without_diffusion(server, tmp_path):
@@ -332,7 +391,7 @@ def test_restore_shows_the_sessions_result_again(server, tmp_path):
     state = last[OUT["state"]]
     again = handlers.restore(state)
     assert again[OUT["image"]] == last[OUT["image"]] and again[OUT["mesh_file"]] == last[OUT["mesh_file"]]
-    assert handlers.gallery(state)["visible"] is True
+    assert handlers.gallery_shown(state)["visible"] is True and len(handlers.gallery(state)) == 2
     empty = handlers.restore(None)
     assert empty[OUT["image"]] is None and empty[OUT["notes"]] == ""
 
