@@ -260,6 +260,19 @@ class ResultPanel:
                               "client.")
 
 
+GPU_DURATION_S = 120  # ZeroGPU: the longest a run may hold the GPU (a long inpaint with resampling)
+
+
+def on_gpu(fn):
+    """``spaces.GPU`` for a Hugging Face ZeroGPU Space (the GPU is attached while ``fn`` runs, generators too);
+    ``fn`` unchanged where the ``spaces`` package is not installed (it is a no-op on other Spaces itself)."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=GPU_DURATION_S)(fn)
+
+
 def _gallery_props(examples: list[Example] | None) -> dict[str, Any]:
     examples = examples or []
     return dict(value=[(str(e.path()), e.title) for e in examples], visible=bool(examples),
@@ -452,6 +465,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
 
         # Wrappers: Gradio injects gr.Progress by signature, names API parameters after these arguments and
         # takes each endpoint's description (and, for MCP, the parameters') from the docstring.
+        @on_gpu
         def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
                         progress=gr.Progress()):
             """Monocular 3D reconstruction: noise the image to t_r, denoise it, and return the final triplane's
@@ -472,6 +486,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
                                             seed, progress=progress, stop=stop)
 
+        @on_gpu
         def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
                     progress=gr.Progress()):
             """3D-aware inpainting (RePaint): fill the masked region; returns the final triplane's render from the
@@ -493,6 +508,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
                                         resample, seed, progress=progress, stop=stop)
 
+        @on_gpu
         def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
             """Unconditional generation of batch_size 3D scenes from the model's default camera; returns the first
             sample's panel outputs (as /reconstruct) and the list of all samples' images. /sample with the
@@ -506,6 +522,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             """
             yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
 
+        @on_gpu
         def select(state, evt: gr.SelectData, progress=gr.Progress()):
             yield from handlers.select(state, evt.index, progress=progress)
 
@@ -558,6 +575,7 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
             """
             return handlers.scene_orbit(scene_id, sample, azimuth, elevation)
 
+        @on_gpu
         def sample(scene_id, sample, progress=gr.Progress()):
             """All panel outputs (image, depth, orbit view, turntable, 3D plot, mesh, notes, scene_id) of sample
             `sample` of the run `scene_id`, e.g. another sample of a /generate batch; its 3D outputs are rendered
@@ -587,8 +605,19 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
     return app
 
 
+def mcp_available() -> bool:
+    """Whether Gradio's MCP server can run (the ``mcp`` package of ``pip install "gradio[mcp]"``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("mcp") is not None
+
+
 def launch(app: gr.Blocks, **kwargs: Any):
-    """``app.launch`` with this app's CSS and upload limit (Gradio 6 takes css at launch)."""
+    """``app.launch`` with this app's CSS and upload limit (Gradio 6 takes css at launch).
+
+    ``mcp_server=True`` (or env ``GRADIO_MCP_SERVER=True``, read by Gradio) also serves every public endpoint
+    as an MCP tool (described by its docstring), at ``/gradio_api/mcp/``; it needs ``gradio[mcp]``.
+    """
     options: dict[str, Any] = dict(css=CSS, max_file_size=MAX_FILE_SIZE, show_error=False,
                                    state_session_capacity=STATE_SESSIONS)
     options.update(kwargs)
