@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = RenderDiffusion(cfg).eval()
     planes, frame, cam, _ = cached_triplane(model, 64)
-    scene = Scene(model, planes, cam, frame)
+    scene = Scene(model, planes, cam, frame, accelerate=False)
     scene.render(cam, 64)  # prepares the scene's inference field
 
     # Record the points of one frame (one tensor per field call) and time the field calls.
