@@ -234,3 +234,20 @@ def test_density_bound_grid_bounds_the_corners_and_dilates():
     assert bool((grid(near) >= 2.0).all())  # cells touching the corner, and one cell further
     assert bool((grid(far) <= 1e-6).all())
     assert grid.fraction_below(1e-3) == pytest.approx(1 - 4**3 / 8**3)
+
+
+def test_rays_that_miss_and_renderers_without_importance_samples():
+    renderer = VolumeRenderer(40, 0, background="white")  # coarse samples only
+    cams = orbit_cameras(30.0, 20.0, 2.5, 0.8)
+    o, d = _rays(cams, torch.eye(3), 32)
+    field = Counting(_opaque_ball)
+    with torch.inference_mode():
+        acc = SceneAccelerator(renderer, field, max_fraction=None)
+        exact = renderer.render_inference(_opaque_ball, o, d)
+        fast = acc.render(o, d)
+        assert float((fast.rgb - exact.rgb).abs().max()) <= 1 / 255
+        assert acc.last_stats.points_evaluated < 0.6 * acc.last_stats.points_exact
+        field.points = 0
+        away = acc.render(o, -d)  # every ray leaves the box behind it
+    assert field.points == 0 and acc.last_stats.rays_hit == 0
+    assert bool((away.rgb == 1.0).all()) and bool((away.opacity == 0).all()) and bool((away.depth == 0).all())
