@@ -55,8 +55,9 @@ TERMINATION_EPSILON = 1e-3
 #: Default resolution of the density-bound grid (cells per axis).
 GRID_RESOLUTION = 64
 #: Default evaluated fraction (of a probe render) above which skipping does not pay and renders take the exact
-#: path (see ``SceneAccelerator``): break-even measured on CPU at ~0.7 (``benchmarks/bench_accel.py``).
-MAX_FRACTION = 0.6
+#: path (see ``SceneAccelerator``). Break-even measured on CPU (``benchmarks/bench_accel.py``, under load): ~0.65 with
+#: 24+24 samples (clevr1-32), ~0.6 with 32+32 (chairs-64); below it the saving must also pay for the grid and probes.
+MAX_FRACTION = 0.5
 #: ... and above which a probe with a half-resolution grid gives up before the full grid is built
 PRE_PROBE_FRACTION = 0.9
 
