@@ -57,16 +57,14 @@ class View:
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run.
 
-    ``accelerate`` (default :attr:`ACCELERATE`) renders through a :class:`~rdiff.acceleration.SceneAccelerator`
-    built on the first render: the exact path's samples, skipping negligible ones (within 1/255 of the exact path
-    in ``tests/test_acceleration.py``); ``accelerate=False`` renders on the exact inference path.
+    ``accelerate=True`` renders through a :class:`~rdiff.acceleration.SceneAccelerator` built on the first
+    render: the exact path's samples, skipping negligible ones (within 1/255 of the exact path in
+    ``tests/test_acceleration.py``). Off by default: on today's trained scenes it skips too little to pay for
+    its bookkeeping and costs 0.1-0.2 s on the first render (``benchmarks/bench_accel.py``).
     """
 
-    #: the default of ``accelerate`` for new scenes
-    ACCELERATE = True
-
     def __init__(self, model: RenderDiffusion, planes: Tensor, camera: Cameras, frame: Tensor | None = None,
-                 accelerate: bool | None = None) -> None:
+                 accelerate: bool = False) -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
         self.model = model
@@ -76,7 +74,7 @@ class Scene:
         self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
         # the triplane prepared for inference rendering on first render, on the model's device
         self._field: InferenceField | None = None
-        self.accelerate = self.ACCELERATE if accelerate is None else bool(accelerate)
+        self.accelerate = bool(accelerate)
         self._accelerator: SceneAccelerator | None = None  # built from _field on the first accelerated render
 
     def __getstate__(self) -> dict:
