@@ -44,6 +44,7 @@ from rdiff.sampling import (
     generate_steps,
     inpaint_steps,
     reconstruct_steps,
+    reconstruction_input,
     result_from_step,
 )
 from rdiff.threads import configure_threads
@@ -197,9 +198,7 @@ class Handlers:
             model, _ = self._model(model_source)
             x = _image_tensor(image, model)[None]
             t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
-            g = torch.Generator().manual_seed(_seed(seed))  # same draw as reconstruct_steps' first noise
-            noise = torch.randn(x.shape, generator=g)
-            return self.store.frame_file(_strip(model.diffusion.q_sample(x, t, noise)))
+            return self.store.frame_file(_strip(reconstruction_input(model, x, t, _seed(seed))))
 
     def mesh(self, state: ResultState | None) -> str | None:
         """The GLB of the shown scene (for ``gr.Model3D``), or None."""

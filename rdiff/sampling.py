@@ -185,15 +185,30 @@ def _run(model: RenderDiffusion, loop: Iterator[Step], cameras: Cameras, progres
     return result_from_step(model, last, cameras)
 
 
+def _noised_input(model: RenderDiffusion, images: Tensor, t_r: int, seed: int | None) -> tuple[Tensor, torch.Generator]:
+    """``x_{t_r}`` of ``images`` (already on the model's device) and the generator that drew its noise."""
+    g = _generator(seed, images.device)
+    model.diffusion.check_timestep(t_r)
+    return model.diffusion.q_sample(images, t_r, _randn(images, g)), g
+
+
+def reconstruction_input(model: RenderDiffusion, images: Tensor, t_r: int = 0, seed: int | None = 0) -> Tensor:
+    """What :func:`reconstruct` feeds the model first: ``images`` (in [-1, 1]) noised to ``t_r`` with the noise
+    of ``seed``, drawn on the model's device exactly as there (a preview of the model's input)."""
+    m = model.config.image_size
+    images = images[None] if images.ndim == 3 else images
+    if images.ndim != 4 or images.shape[1:] != (3, m, m):
+        raise ValueError(f"images must be (B, 3, {m}, {m}) in [-1, 1], got {tuple(images.shape)}")
+    return _noised_input(model, images.to(model.device), t_r, seed)[0]
+
+
 def reconstruct_steps(
     model: RenderDiffusion, images: Tensor, cameras: Cameras, t_r: int = 0, steps: int = 10,
     sampler: str = "ddim", seed: int | None = 0,
 ) -> Iterator[Step]:
     """Step-wise :func:`reconstruct`."""
     images = _check_images(model, images, cameras)
-    g = _generator(seed, images.device)
-    model.diffusion.check_timestep(t_r)
-    x_t = model.diffusion.q_sample(images, t_r, _randn(images, g))
+    x_t, g = _noised_input(model, images, t_r, seed)
     return denoise_steps(model, x_t, t_r, cameras, steps, sampler, g)
 
 

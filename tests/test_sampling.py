@@ -15,6 +15,7 @@ from rdiff.sampling import (
     inpaint,
     inpaint_steps,
     reconstruct,
+    reconstruction_input,
     repaint_schedule,
     result_from_step,
 )
@@ -87,6 +88,27 @@ def test_seeds_make_results_deterministic(tiny_model):
     r2 = reconstruct(tiny_model, _images(), _cams(), t_r=30, steps=3, seed=7)
     r3 = reconstruct(tiny_model, _images(), _cams(), t_r=30, steps=3, seed=8)
     assert torch.equal(r1.images, r2.images) and not torch.equal(r1.images, r3.images)
+
+
+def test_reconstruction_input_is_what_the_model_gets_first(tiny_model, monkeypatch):
+    """The noise preview's x_{t_r} is the model's first input in reconstruct, for each seed."""
+    seen = []
+    forward = tiny_model.forward
+
+    def capture(x, *args, **kwargs):
+        seen.append(x.detach().clone())
+        return forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "forward", capture)
+    for seed in (0, 5):
+        seen.clear()
+        reconstruct(tiny_model, _images(), _cams(), t_r=40, steps=3, seed=seed)
+        preview = reconstruction_input(tiny_model, _images()[0], t_r=40, seed=seed)
+        torch.testing.assert_close(preview, seen[0], rtol=0, atol=0)
+    other = reconstruction_input(tiny_model, _images(), t_r=40, seed=6)
+    assert not torch.allclose(other, seen[0])
+    with pytest.raises(ValueError, match="images must be"):
+        reconstruction_input(tiny_model, _images(size=8))
 
 
 def test_reconstruct_rejects_bad_inputs(tiny_model):
