@@ -55,7 +55,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,28 +210,31 @@ class ResultPanel:
             named(component, api_name)
         if extra is not None:
             named(extra, "composite")
-        return cls(image, depth, orbit, az, el, video, plot, mesh_file, notes, state, model3d, splats3d, scene_id,
-                   extra)
+        return cls(image=image, depth=depth, orbit=orbit, orbit_azimuth=az, orbit_elevation=el, video=video, plot=plot,
+                   mesh_file=mesh_file, notes=notes, state=state, model3d=model3d, splats3d=splats3d,
+                   scene_id=scene_id, composite=extra)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [getattr(self, f) for f in PANEL_FIELDS]
 
-    def wire_run(self, event: Any, handlers: Handlers, extra: list[gr.components.Component] | None = None,
-                 restore_extra: Any = None) -> None:
+    def wire_run(self, event: Any, handlers: Handlers, extra: gr.components.Component | None = None,
+                 restore_extra: Callable[[Any], Any] | None = None) -> None:
         """The panel's side of a run ``event`` (its button's click).
 
         Runs show no Gradio progress bar (one per output, hidden at every preview): the handler writes the
         progress into the notes. At the click the notes say a run is starting; the handler clears the old
         outputs once the run has started (an input mistake leaves them, and its message shows once, as a
-        toast); a run that fails midway gets the session's current result back (``restore_extra`` fills
-        ``extra``). The 3D viewers are emptied with the mesh file and filled when the run succeeds.
+        toast); a run that fails midway gets the session's current result back (``restore_extra(state)``: the
+        value of ``extra``, the task's output after the panel's). The 3D viewers are emptied with the mesh file
+        and filled when the run succeeds.
         """
         self.show_mesh(event, handlers)
         restore = handlers.restore if restore_extra is None else (lambda st: (*handlers.restore(st),
-                                                                             *restore_extra(st)))
-        failed = event.failure(restore, self.state, [*self.outputs, *(extra or [])], api_visibility="private",
-                               queue=False, show_progress="hidden")
+                                                                             restore_extra(st)))
+        outputs = self.outputs if extra is None else [*self.outputs, extra]
+        failed = event.failure(restore, self.state, outputs, api_visibility="private", queue=False,
+                               show_progress="hidden")
         self.show_mesh(failed, handlers)
 
     def show_mesh(self, event: Any, handlers: Handlers) -> None:
@@ -309,6 +314,314 @@ def _examples(name: str, component: gr.components.Component, cams: CameraSliders
     return gallery
 
 
+STARTING_JS = "() => '⏳ **Starting…** (waiting for the model, or in the queue behind other runs)'"
+
+
+@dataclass
+class TaskTab:
+    """One task's tab: its inputs on the left (the run/stop buttons among them), its result panel on the right.
+
+    Built inside ``with TaskTab.layout(name, title, intro) as tab:``: the inputs in ``with tab.inputs_column:``
+    (``tab.buttons(label)`` where the run/stop row goes), then :meth:`build_panel`. ``inputs`` are the task
+    handler's inputs after the model and before the stop flag, ``extra`` its output after the panel's (if any).
+    :func:`wire_task` connects the run and stop buttons, the progress notes and the failure restore.
+    """
+
+    name: str  # tab id, elem_id prefix and endpoint name (/<name>, /<name>_orbit)
+    inputs_column: gr.Column
+    panel_column: gr.Column
+    run: gr.Button | None = None
+    stop: gr.Button | None = None
+    panel: ResultPanel | None = None
+    inputs: list[gr.components.Component] = field(default_factory=list)
+    extra: gr.components.Component | None = None
+    cameras: CameraSliders | None = None  # the input camera (Reconstruct, Inpaint: set by /load_model)
+    examples: gr.Gallery | None = None  # the example gallery (Reconstruct, Inpaint)
+
+    @classmethod
+    @contextmanager
+    def layout(cls, name: str, title: str, intro: str) -> Iterator[TaskTab]:
+        with gr.Tab(title, id=name):
+            gr.Markdown(intro)
+            with gr.Row():  # the columns are filled inside the row (a re-entered block takes the current parent)
+                yield cls(name, gr.Column(scale=2, min_width=360), gr.Column(scale=3))
+
+    def buttons(self, label: str) -> None:
+        """The run and stop buttons, in one row."""
+        with gr.Row():
+            self.run = gr.Button(label, variant="primary", elem_id=f"{self.name}-run", scale=3)
+            self.stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id=f"{self.name}-stop")
+
+    def build_panel(self, composite: bool = False) -> ResultPanel:
+        with self.panel_column:
+            self.panel = ResultPanel.build(self.name, composite=composite)
+        if composite:
+            self.extra = self.panel.composite
+        return self.panel
+
+
+@dataclass
+class ReconstructTab(TaskTab):
+    image: gr.Image | None = None
+    t_r: gr.Slider | None = None
+    seed: gr.Number | None = None
+    noised: gr.Image | None = None  # the noise preview: the model's input x_{t_r}
+
+
+def reconstruct_tab(config: RenderDiffusionConfig, model_examples: gr.State, examples: list[Example]) -> ReconstructTab:
+    intro = ("Monocular 3D reconstruction: the image is noised to **t_r** and denoised; the final "
+             "triplane is the reconstructed scene.")
+    with ReconstructTab.layout("reconstruct", "Reconstruct", intro) as tab:
+        with tab.inputs_column:
+            tab.image = CheckedImage(label="Input image", type="filepath", image_mode=None, height=240,
+                                     sources=["upload", "clipboard"], elem_id="reconstruct-input")
+            tab.buttons("Reconstruct")  # right under the input: visible without scrolling
+            examples_column = gr.Column()
+            tab.cameras = CameraSliders.build(config, "reconstruct")
+            with examples_column:
+                tab.examples = _examples("reconstruct", tab.image, tab.cameras, model_examples, examples)
+            with gr.Row():
+                tab.t_r = named(IntSlider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
+                                          label="t_r (input noise level)", info=TR_INFO, scale=3), "t_r_slider")
+                tab.noised = named(gr.Image(label="Noised input", interactive=False, scale=2, buttons=[], min_width=120,
+                                            elem_classes=["pixelated"], height=150, format="png",
+                                            elem_id="reconstruct-noised"), "noised_input")
+            with gr.Row():
+                steps = IntSlider(1, 50, value=10, step=1, label="Denoising steps", info="at most t_r + 1 are used",
+                                  scale=3)
+                tab.seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
+        tab.build_panel()
+    tab.inputs = [tab.image, *tab.cameras.inputs, tab.t_r, steps, tab.seed]
+    return tab
+
+
+def inpaint_tab(config: RenderDiffusionConfig, model_examples: gr.State, examples: list[Example]) -> TaskTab:
+    intro = ("3D-aware inpainting (RePaint): upload an image, **paint over the region to fill in** "
+             "with the brush, then run. The painted layer is the mask.")
+    with TaskTab.layout("inpaint", "Inpaint", intro) as tab:
+        with tab.inputs_column:
+            # image_mode=None: images reach the handler as uploaded (Gradio's RGBA conversion would
+            # clip a 16-bit PNG to white; rdiff.preprocess converts every mode properly).
+            editor = CheckedEditor(
+                label="Image and mask", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                brush=gr.Brush(default_size=12, colors=["rgba(255, 0, 200, 0.8)"], color_mode="fixed"),
+                eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=340,
+                layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
+                elem_id="inpaint-editor",
+            )
+            tab.buttons("Inpaint")
+            examples_column = gr.Column()
+            tab.cameras = CameraSliders.build(config, "inpaint")
+            with examples_column:
+                tab.examples = _examples("inpaint", editor, tab.cameras, model_examples, examples)
+            with gr.Row():
+                steps = IntSlider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
+                resample = IntSlider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
+                                     info="re-noise and repeat each step; more = more coherent, slower")
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+        tab.build_panel(composite=True)
+    tab.inputs = [editor, *tab.cameras.inputs, steps, resample, seed]
+    return tab
+
+
+def generate_tab() -> TaskTab:
+    intro = ("Unconditional generation from pure noise, seen from the model's default camera. "
+             "With a batch, pick a sample in the gallery to see its 3D views.")
+    with TaskTab.layout("generate", "Generate", intro) as tab:
+        with tab.inputs_column:
+            seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+            steps = IntSlider(2, 250, value=50, step=1, label="Denoising steps")
+            batch = IntSlider(1, MAX_BATCH, value=1, step=1, label="Batch size")
+            tab.buttons("Generate")
+        with tab.panel_column:
+            tab.extra = named(gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
+                                         height=180, allow_preview=False, object_fit="contain",
+                                         elem_id="generate-gallery"), "samples")
+        tab.build_panel()
+    tab.inputs = [seed, steps, batch]
+    return tab
+
+
+def model_picker(registry: ModelRegistry, status: str, examples: list[Example]) -> tuple[gr.Dropdown, gr.Markdown,
+                                                                                             gr.State]:
+    """The model dropdown, its status line and the session's examples of the current model (``gr.State``)."""
+    choices = registry.shipped()
+    if registry.default_source not in choices:  # a Hub id or folder given at launch: offered too
+        choices.append(registry.default_source)
+    with gr.Row():
+        model_box = gr.Dropdown(choices, value=registry.default_source, label="Model", scale=4,
+                                allow_custom_value=True, filterable=True, elem_id="model-picker",
+                                info="a shipped model, or type a Hugging Face Hub id (user/model) or a local "
+                                     "checkpoint folder and press Enter")
+    model_status = named(gr.Markdown(status, label="Model status", elem_id="model-status"), "model_status")
+    return model_box, model_status, gr.State(examples)
+
+
+def wire_model_picker(model_box: gr.Dropdown, model_status: gr.Markdown, model_examples: gr.State,
+                      reconstruct: ReconstructTab, inpaint: TaskTab, handlers: Handlers,
+                      examples_of: Callable[[ModelInfo], list[Example]], concurrency: int) -> None:
+    """Choosing a model loads it (``/load_model``: status, both tabs' cameras, the t_r slider), then shows its
+    examples (``/model_examples``, undocumented)."""
+
+    def load(model_source: str, progress=gr.Progress()):
+        """Load a model (cached after the first load) and return its status, the default cameras of the
+        Reconstruct and Inpaint tabs and the t_r slider's range (an update: maximum and value).
+
+        Args:
+            model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+        """
+        progress((0, None), desc="Loading the model")
+        m: ModelInfo = handlers.model_info(model_source, reload=True)
+        if m.notice:
+            gr.Warning(m.notice)
+        cams = CameraSliders.defaults(m.config)
+        t_r = gr.update(maximum=min(m.config.timesteps - 1, MAX_TR_SLIDER), value=0)
+        return (m.markdown, *cams, *cams, t_r, examples_of(m))
+
+    def show_examples(current: list[Example] | None):
+        return gallery_update(current), gallery_update(current)
+
+    # The gr.State output is not part of the API: /load_model returns the status, the 8 camera
+    # sliders and the t_r slider, as before. The galleries follow in a second, cheap event.
+    load_outputs = [model_status, *reconstruct.cameras.inputs, *inpaint.cameras.inputs, reconstruct.t_r,
+                    model_examples]
+    load_evt = model_box.change(load, inputs=model_box, outputs=load_outputs, api_name="load_model",
+                                concurrency_id=DIFFUSION, concurrency_limit=concurrency,
+                                show_progress_on=model_status)  # one progress bar, not one per slider
+    load_evt.success(show_examples, model_examples, [reconstruct.examples, inpaint.examples],
+                     api_name="model_examples", api_visibility="undocumented", concurrency_limit=None,
+                     show_progress="hidden")
+
+
+def task_endpoints(handlers: Handlers) -> dict[str, Callable]:
+    """The three tasks' event functions by endpoint name.
+
+    Wrappers: Gradio injects gr.Progress by signature, names API parameters after these arguments and
+    takes each endpoint's description (and, for MCP, the parameters') from the docstring.
+    """
+
+    @on_gpu
+    def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
+                    progress=gr.Progress()):
+        """Monocular 3D reconstruction: noise the image to t_r, denoise it, and return the final triplane's
+        render from the input camera, its depth, an orbit view, a turntable mp4, a 3D plot, the GLB mesh,
+        notes and the scene_id (for /orbit and /sample).
+
+        Args:
+            model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+            image: the input image (any size and mode; centre-cropped and downsized to the model's size).
+            azimuth: input camera azimuth in degrees.
+            elevation: input camera elevation in degrees.
+            radius: input camera distance from the scene centre (scene units).
+            fov_deg: input camera horizontal field of view in degrees.
+            t_r: noise level the input is noised to before denoising (0 = most faithful, one pass).
+            steps: denoising steps (at most t_r + 1 are used).
+            seed: random seed.
+        """
+        yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
+                                        seed, progress=progress, stop=stop)
+
+    @on_gpu
+    def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
+                progress=gr.Progress()):
+        """3D-aware inpainting (RePaint): fill the masked region; returns the final triplane's render from the
+        input camera and the other panel outputs as /reconstruct, then the composite (the known pixels pasted
+        around the fill: 2D only).
+
+        Args:
+            model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+            image_and_mask: {"background": image, "layers": [mask], "composite": None}; the mask is the alpha of
+                layers[0] (painted = fill in), of the image's size or at least its shape.
+            azimuth: input camera azimuth in degrees.
+            elevation: input camera elevation in degrees.
+            radius: input camera distance from the scene centre (scene units).
+            fov_deg: input camera horizontal field of view in degrees.
+            steps: denoising steps.
+            resample: RePaint resampling (each step re-noised and repeated this many times).
+            seed: random seed.
+        """
+        yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
+                                    resample, seed, progress=progress, stop=stop)
+
+    @on_gpu
+    def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
+        """Unconditional generation of batch_size 3D scenes from the model's default camera; returns the first
+        sample's panel outputs (as /reconstruct) and the list of all samples' images. /sample with the
+        scene_id gives any sample's outputs, /orbit renders any sample.
+
+        Args:
+            model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
+            seed: random seed.
+            steps: denoising steps.
+            batch_size: number of scenes generated.
+        """
+        yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
+
+    return dict(reconstruct=reconstruct, inpaint=inpaint, generate=generate)
+
+
+def wire_task(tab: TaskTab, fn: Callable, model_box: gr.Dropdown, handlers: Handlers, concurrency: int,
+              restore_extra: Callable[[Any], Any] | None = None) -> Any:
+    """The events of a task tab: its run (``/<tab.name>``: the panel's outputs, then ``tab.extra``), the
+    "Starting…" note at the click, the panel's failure restore and 3D viewers, and Stop (a per-session
+    :class:`StopFlag`, not queued). ``restore_extra(state)``: the value of ``tab.extra`` after a failed run.
+    Returns the run event. (The orbit sliders: :meth:`ResultPanel.wire_orbit`, wired after the API-only
+    endpoints so that the API page keeps its order.)
+    """
+    panel = tab.panel
+    tab.run.click(None, None, panel.notes, js=STARTING_JS, queue=False, api_visibility="private",
+                  show_progress="hidden")
+    flag = gr.State(StopFlag())
+    outputs = [*panel.outputs, *([tab.extra] if tab.extra is not None else [])]
+    event = tab.run.click(fn, [model_box, *tab.inputs, flag], outputs, api_name=tab.name, concurrency_id=DIFFUSION,
+                          concurrency_limit=concurrency, show_progress="hidden")
+    panel.wire_run(event, handlers, tab.extra, restore_extra)
+    panel.wire_clearing()
+    # Not queued (it must run while the job holds the queue); the job ends after its current step.
+    tab.stop.click(StopFlag.request, flag, None, queue=False, api_visibility="private")
+    return event
+
+
+def wire_scene_api(handlers: Handlers, sample_outputs: list[gr.components.Component], concurrency: int) -> None:
+    """``/orbit`` and ``/sample``: API only (no UI event), for any client with a run's scene_id (kept in
+    ``handlers.scenes``, an LRU). ``sample_outputs``: the panel outputs without the state."""
+    with gr.Column(visible=False):
+        api_scene = gr.Textbox(label="scene_id")
+        api_sample = gr.Number(0, label="sample", precision=0, minimum=0)
+        api_az = gr.Number(0.0, label="azimuth")
+        api_el = gr.Number(30.0, label="elevation")
+        api_view = named(gr.Image(label="view", type="filepath", format="png"), "orbit_view")
+
+    def orbit(scene_id, sample, azimuth, elevation):
+        """Render sample `sample` (0 = the first; batches of /generate have more) of the run `scene_id` from
+        (azimuth, elevation) in degrees on its input camera's sphere, without diffusion. Works from any client.
+
+        Args:
+            scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
+            sample: which sample of the run's batch (0-based).
+            azimuth: viewing azimuth in degrees.
+            elevation: viewing elevation in degrees.
+        """
+        return handlers.scene_orbit(scene_id, sample, azimuth, elevation)
+
+    @on_gpu
+    def sample(scene_id, sample, progress=gr.Progress()):
+        """All panel outputs (image, depth, orbit view, turntable, 3D plot, mesh, notes, scene_id) of sample
+        `sample` of the run `scene_id`, e.g. another sample of a /generate batch; its 3D outputs are rendered
+        on first request. Works from any client.
+
+        Args:
+            scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
+            sample: which sample of the run's batch (0-based).
+        """
+        return handlers.scene_sample(scene_id, sample, progress=progress)
+
+    gr.on([], orbit, [api_scene, api_sample, api_az, api_el], api_view, api_name="orbit",
+          concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
+    gr.on([], sample, [api_scene, api_sample], sample_outputs, api_name="sample", concurrency_id=DIFFUSION,
+          concurrency_limit=concurrency, show_progress="hidden")
+
+
 def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry | None = None,
               store: OutputStore | None = None, concurrency: int | None = None, max_queue: int = 16,
               assets: Path | None = None) -> gr.Blocks:
@@ -341,262 +654,39 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         config, examples = RenderDiffusionConfig(), []
         status = f"⚠️ **The default model could not be loaded:** {e.message}"
         log.warning("default model not loaded: %s", e.message)
-    choices = registry.shipped()
-    if registry.default_source not in choices:  # a Hub id or folder given at launch: offered too
-        choices.append(registry.default_source)
 
     with RdiffBlocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
         gr.Markdown(INTRO)
-        with gr.Row():
-            model_box = gr.Dropdown(choices, value=registry.default_source, label="Model", scale=4,
-                                    allow_custom_value=True, filterable=True, elem_id="model-picker",
-                                    info="a shipped model, or type a Hugging Face Hub id (user/model) or a local "
-                                         "checkpoint folder and press Enter")
-        model_status = named(gr.Markdown(status, label="Model status", elem_id="model-status"), "model_status")
-        model_examples = gr.State(examples)  # the examples of this session's current model
-
-        # ------------------------------------------------------------------------------ Reconstruct
-        with gr.Tab("Reconstruct", id="reconstruct"):
-            gr.Markdown("Monocular 3D reconstruction: the image is noised to **t_r** and denoised; the final "
-                        "triplane is the reconstructed scene.")
-            with gr.Row():
-                with gr.Column(scale=2, min_width=360):
-                    rec_image = CheckedImage(label="Input image", type="filepath", image_mode=None, height=240,
-                                             sources=["upload", "clipboard"], elem_id="reconstruct-input")
-                    with gr.Row():  # right under the input: visible without scrolling
-                        rec_run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-run", scale=3)
-                        rec_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="reconstruct-stop")
-                    rec_examples = gr.Column()
-                    rec_cam = CameraSliders.build(config, "reconstruct")
-                    with rec_examples:
-                        rec_gallery = _examples("reconstruct", rec_image, rec_cam, model_examples, examples)
-                    with gr.Row():
-                        rec_tr = IntSlider(0, min(config.timesteps - 1, MAX_TR_SLIDER), value=0, step=1,
-                                           label="t_r (input noise level)",
-                                           info=TR_INFO, scale=3)
-                        named(rec_tr, "t_r_slider")
-                        rec_noised = gr.Image(label="Noised input", interactive=False, scale=2, buttons=[],
-                                              min_width=120, elem_classes=["pixelated"], height=150, format="png",
-                                              elem_id="reconstruct-noised")
-                        named(rec_noised, "noised_input")
-                    with gr.Row():
-                        rec_steps = IntSlider(1, 50, value=10, step=1, label="Denoising steps",
-                                              info="at most t_r + 1 are used", scale=3)
-                        rec_seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
-                with gr.Column(scale=3):
-                    rec_panel = ResultPanel.build("reconstruct")
-
-        # ---------------------------------------------------------------------------------- Inpaint
-        with gr.Tab("Inpaint", id="inpaint"):
-            gr.Markdown("3D-aware inpainting (RePaint): upload an image, **paint over the region to fill in** "
-                        "with the brush, then run. The painted layer is the mask.")
-            with gr.Row():
-                with gr.Column(scale=2, min_width=360):
-                    # image_mode=None: images reach the handler as uploaded (Gradio's RGBA conversion would
-                    # clip a 16-bit PNG to white; rdiff.preprocess converts every mode properly).
-                    inp_editor = CheckedEditor(
-                        label="Image and mask", type="pil", image_mode=None, sources=["upload", "clipboard"],
-                        brush=gr.Brush(default_size=12, colors=["rgba(255, 0, 200, 0.8)"], color_mode="fixed"),
-                        eraser=gr.Eraser(default_size=12), transforms=(), format="png", height=340,
-                        layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]),
-                        elem_id="inpaint-editor",
-                    )
-                    with gr.Row():
-                        inp_run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run", scale=3)
-                        inp_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="inpaint-stop")
-                    inp_examples = gr.Column()
-                    inp_cam = CameraSliders.build(config, "inpaint")
-                    with inp_examples:
-                        inp_gallery = _examples("inpaint", inp_editor, inp_cam, model_examples, examples)
-                    with gr.Row():
-                        inp_steps = IntSlider(2, 250, value=InpaintSettings().steps, step=1, label="Denoising steps")
-                        inp_resample = IntSlider(1, MAX_RESAMPLE, value=1, step=1, label="RePaint resampling",
-                                                 info="re-noise and repeat each step; more = more coherent, slower")
-                    inp_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
-                with gr.Column(scale=3):
-                    inp_panel = ResultPanel.build("inpaint", composite=True)
-
-        # --------------------------------------------------------------------------------- Generate
-        with gr.Tab("Generate", id="generate"):
-            gr.Markdown("Unconditional generation from pure noise, seen from the model's default camera. "
-                        "With a batch, pick a sample in the gallery to see its 3D views.")
-            with gr.Row():
-                with gr.Column(scale=2, min_width=360):
-                    gen_seed = gr.Number(0, label="Seed", precision=0, minimum=0)
-                    gen_steps = IntSlider(2, 250, value=50, step=1, label="Denoising steps")
-                    gen_batch = IntSlider(1, MAX_BATCH, value=1, step=1, label="Batch size")
-                    with gr.Row():
-                        gen_run = gr.Button("Generate", variant="primary", elem_id="generate-run", scale=3)
-                        gen_stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="generate-stop")
-                with gr.Column(scale=3):
-                    gen_gallery = gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
-                                             height=180, allow_preview=False, object_fit="contain",
-                                             elem_id="generate-gallery")
-                    named(gen_gallery, "samples")
-                    gen_panel = ResultPanel.build("generate")
+        model_box, model_status, model_examples = model_picker(registry, status, examples)
+        rec = reconstruct_tab(config, model_examples, examples)
+        inp = inpaint_tab(config, model_examples, examples)
+        gen = generate_tab()
 
         # ----------------------------------------------------------------------------------- events
-        def load(model_source: str, progress=gr.Progress()):
-            """Load a model (cached after the first load) and return its status, the default cameras of the
-            Reconstruct and Inpaint tabs and the t_r slider's range (an update: maximum and value).
-
-            Args:
-                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
-            """
-            progress((0, None), desc="Loading the model")
-            m: ModelInfo = handlers.model_info(model_source, reload=True)
-            if m.notice:
-                gr.Warning(m.notice)
-            cams = CameraSliders.defaults(m.config)
-            t_r = gr.update(maximum=min(m.config.timesteps - 1, MAX_TR_SLIDER), value=0)
-            return (m.markdown, *cams, *cams, t_r, examples_of(m))
-
-        def show_examples(current: list[Example] | None):
-            return gallery_update(current), gallery_update(current)
-
-        # The gr.State output is not part of the API: /load_model returns the status, the 8 camera
-        # sliders and the t_r slider, as before. The galleries follow in a second, cheap event.
-        load_outputs = [model_status, *rec_cam.inputs, *inp_cam.inputs, rec_tr, model_examples]
-        load_evt = model_box.change(load, inputs=model_box, outputs=load_outputs, api_name="load_model",
-                                    concurrency_id=DIFFUSION, concurrency_limit=concurrency,
-                                    show_progress_on=model_status)  # one progress bar, not one per slider
-        load_evt.success(show_examples, model_examples, [rec_gallery, inp_gallery], api_name="model_examples",
-                         api_visibility="undocumented", concurrency_limit=None, show_progress="hidden")
-
-        # Wrappers: Gradio injects gr.Progress by signature, names API parameters after these arguments and
-        # takes each endpoint's description (and, for MCP, the parameters') from the docstring.
-        @on_gpu
-        def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
-                        progress=gr.Progress()):
-            """Monocular 3D reconstruction: noise the image to t_r, denoise it, and return the final triplane's
-            render from the input camera, its depth, an orbit view, a turntable mp4, a 3D plot, the GLB mesh,
-            notes and the scene_id (for /orbit and /sample).
-
-            Args:
-                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
-                image: the input image (any size and mode; centre-cropped and downsized to the model's size).
-                azimuth: input camera azimuth in degrees.
-                elevation: input camera elevation in degrees.
-                radius: input camera distance from the scene centre (scene units).
-                fov_deg: input camera horizontal field of view in degrees.
-                t_r: noise level the input is noised to before denoising (0 = most faithful, one pass).
-                steps: denoising steps (at most t_r + 1 are used).
-                seed: random seed.
-            """
-            yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
-                                            seed, progress=progress, stop=stop)
-
-        @on_gpu
-        def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
-                    progress=gr.Progress()):
-            """3D-aware inpainting (RePaint): fill the masked region; returns the final triplane's render from the
-            input camera and the other panel outputs as /reconstruct, then the composite (the known pixels pasted
-            around the fill: 2D only).
-
-            Args:
-                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
-                image_and_mask: {"background": image, "layers": [mask], "composite": None}; the mask is the alpha of
-                    layers[0] (painted = fill in), of the image's size or at least its shape.
-                azimuth: input camera azimuth in degrees.
-                elevation: input camera elevation in degrees.
-                radius: input camera distance from the scene centre (scene units).
-                fov_deg: input camera horizontal field of view in degrees.
-                steps: denoising steps.
-                resample: RePaint resampling (each step re-noised and repeated this many times).
-                seed: random seed.
-            """
-            yield from handlers.inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps,
-                                        resample, seed, progress=progress, stop=stop)
-
-        @on_gpu
-        def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
-            """Unconditional generation of batch_size 3D scenes from the model's default camera; returns the first
-            sample's panel outputs (as /reconstruct) and the list of all samples' images. /sample with the
-            scene_id gives any sample's outputs, /orbit renders any sample.
-
-            Args:
-                model_source: a shipped model's name, a Hugging Face Hub id or a local checkpoint folder ("" = default).
-                seed: random seed.
-                steps: denoising steps.
-                batch_size: number of scenes generated.
-            """
-            yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
+        wire_model_picker(model_box, model_status, model_examples, rec, inp, handlers, examples_of, concurrency)
+        fns = task_endpoints(handlers)
+        wire_task(rec, fns["reconstruct"], model_box, handlers, concurrency)
+        wire_task(inp, fns["inpaint"], model_box, handlers, concurrency, restore_extra=handlers.composite)
+        gen_evt = wire_task(gen, fns["generate"], model_box, handlers, concurrency,
+                            restore_extra=handlers.gallery_restored)
+        # The gallery's value is a plain list (the API returns it as is); its visibility follows here (UI only).
+        gen_evt.success(handlers.gallery_shown, gen.panel.state, gen.extra, api_visibility="private",
+                        queue=False, show_progress="hidden")
 
         @on_gpu
         def select(state, evt: gr.SelectData, progress=gr.Progress()):
             yield from handlers.select(state, evt.index, progress=progress)
 
-        heavy = dict(concurrency_id=DIFFUSION, concurrency_limit=concurrency, show_progress="hidden")
-        starting = "() => '⏳ **Starting…** (waiting for the model, or in the queue behind other runs)'"
-        for button, panel in ((rec_run, rec_panel), (inp_run, inp_panel), (gen_run, gen_panel)):
-            button.click(None, None, panel.notes, js=starting, queue=False, api_visibility="private",
-                         show_progress="hidden")
-        rec_flag, inp_flag, gen_flag = gr.State(StopFlag()), gr.State(StopFlag()), gr.State(StopFlag())
-        rec_evt = rec_run.click(reconstruct, [model_box, rec_image, *rec_cam.inputs, rec_tr, rec_steps, rec_seed,
-                                              rec_flag],
-                                rec_panel.outputs, api_name="reconstruct", **heavy)
-        inp_evt = inp_run.click(inpaint, [model_box, inp_editor, *inp_cam.inputs, inp_steps, inp_resample, inp_seed,
-                                          inp_flag],
-                                [*inp_panel.outputs, inp_panel.composite], api_name="inpaint", **heavy)
-        gen_evt = gen_run.click(generate, [model_box, gen_seed, gen_steps, gen_batch, gen_flag],
-                                [*gen_panel.outputs, gen_gallery], api_name="generate", **heavy)
-        # The gallery's value is a plain list (the API returns it as is); its visibility follows here (UI only).
-        gen_evt.success(handlers.gallery_shown, gen_panel.state, gen_gallery, api_visibility="private",
-                        queue=False, show_progress="hidden")
-        gen_sel = gen_gallery.select(select, gen_panel.state, gen_panel.outputs, api_visibility="private", **heavy)
-        rec_panel.wire_run(rec_evt, handlers)
-        inp_panel.wire_run(inp_evt, handlers, [inp_panel.composite], lambda st: (handlers.composite(st),))
-        gen_panel.wire_run(gen_evt, handlers, [gen_gallery],
-                           lambda st: (gr.update(value=handlers.gallery(st), **handlers.gallery_shown(st)),))
-        gen_panel.show_mesh(gen_sel, handlers)
-        for panel in (rec_panel, inp_panel, gen_panel):
-            panel.wire_clearing()
-        for stop, flag in ((rec_stop, rec_flag), (inp_stop, inp_flag), (gen_stop, gen_flag)):
-            # Not queued (it must run while the job holds the queue); the job ends after its current step.
-            stop.click(StopFlag.request, flag, None, queue=False, api_visibility="private")
+        gen_sel = gen.extra.select(select, gen.panel.state, gen.panel.outputs, api_visibility="private",
+                                   concurrency_id=DIFFUSION, concurrency_limit=concurrency, show_progress="hidden")
+        gen.panel.show_mesh(gen_sel, handlers)
 
-        # API only (no UI event): any client, with a run's scene_id (kept in handlers.scenes, an LRU).
-        with gr.Column(visible=False):
-            api_scene = gr.Textbox(label="scene_id")
-            api_sample = gr.Number(0, label="sample", precision=0, minimum=0)
-            api_az = gr.Number(0.0, label="azimuth")
-            api_el = gr.Number(30.0, label="elevation")
-            api_view = named(gr.Image(label="view", type="filepath", format="png"), "orbit_view")
+        wire_scene_api(handlers, gen.panel.outputs[:-1], concurrency)
+        for tab in (rec, inp, gen):
+            tab.panel.wire_orbit(handlers, f"{tab.name}_orbit", tab.name)
 
-        def orbit(scene_id, sample, azimuth, elevation):
-            """Render sample `sample` (0 = the first; batches of /generate have more) of the run `scene_id` from
-            (azimuth, elevation) in degrees on its input camera's sphere, without diffusion. Works from any client.
-
-            Args:
-                scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
-                sample: which sample of the run's batch (0-based).
-                azimuth: viewing azimuth in degrees.
-                elevation: viewing elevation in degrees.
-            """
-            return handlers.scene_orbit(scene_id, sample, azimuth, elevation)
-
-        @on_gpu
-        def sample(scene_id, sample, progress=gr.Progress()):
-            """All panel outputs (image, depth, orbit view, turntable, 3D plot, mesh, notes, scene_id) of sample
-            `sample` of the run `scene_id`, e.g. another sample of a /generate batch; its 3D outputs are rendered
-            on first request. Works from any client.
-
-            Args:
-                scene_id: the scene_id output of a /reconstruct, /inpaint or /generate run.
-                sample: which sample of the run's batch (0-based).
-            """
-            return handlers.scene_sample(scene_id, sample, progress=progress)
-
-        gr.on([], orbit, [api_scene, api_sample, api_az, api_el], api_view, api_name="orbit",
-              concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
-        gr.on([], sample, [api_scene, api_sample], gen_panel.outputs[:-1], api_name="sample", **heavy)
-
-        rec_panel.wire_orbit(handlers, "reconstruct_orbit", "reconstruct")
-        inp_panel.wire_orbit(handlers, "inpaint_orbit", "inpaint")
-        gen_panel.wire_orbit(handlers, "generate_orbit", "generate")
-
-        gr.on([rec_image.change, rec_tr.change, rec_seed.change], fn=handlers.noise_preview,
-              inputs=[model_box, rec_image, rec_tr, rec_seed], outputs=rec_noised, api_name="noise_preview",
+        gr.on([rec.image.change, rec.t_r.change, rec.seed.change], fn=handlers.noise_preview,
+              inputs=[model_box, rec.image, rec.t_r, rec.seed], outputs=rec.noised, api_name="noise_preview",
               concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, trigger_mode="always_last",
               show_progress="minimal")
 

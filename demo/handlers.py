@@ -2,7 +2,9 @@
 
 The three diffusion tasks are generators: while denoising they yield a preview of the current x0
 estimate (throttled) and report every denoising step to the progress callback; the last yield is the
-full result. Each yield is a tuple in :data:`PANEL_FIELDS` order (``gr.skip()`` for untouched outputs).
+full result. Each update is built by name as a :class:`PanelValues` (unset fields: ``gr.skip()``, untouched)
+and turned into Gradio's tuple, in :data:`PANEL_FIELDS` order, in one place (:meth:`PanelValues.outputs`),
+followed by the task's extra output if it has one (Inpaint: the composite; Generate: the samples).
 User mistakes (:class:`InputError`, :class:`CheckpointError`, out-of-range values) become ``gr.Error``
 with a readable message; anything unexpected is logged and reported without a traceback.
 """
@@ -14,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import gradio as gr
@@ -52,11 +54,49 @@ from rdiff.visualize import to_uint8
 
 log = logging.getLogger("rdiff.demo")
 
-#: Output order of a result panel (see :class:`demo.app.ResultPanel`). The ``gr.Model3D`` view is not
-#: among them: it is filled by :meth:`Handlers.mesh` in a follow-up event (Gradio 6's Model3D does not
-#: display a file sent by a generator handler).
-PANEL_FIELDS = ("image", "depth", "orbit", "orbit_azimuth", "orbit_elevation", "video", "plot", "mesh_file",
-                "notes", "scene_id", "state")
+
+
+def _skip() -> Any:
+    return gr.skip()
+
+
+@dataclass
+class PanelValues:
+    """One update of a result panel (see :class:`demo.app.ResultPanel`), by field; a field left unset is
+    ``gr.skip()`` (the output keeps its value), ``None`` empties it.
+
+    The ``gr.Model3D`` views are not among the fields: they are filled by :meth:`Handlers.mesh` and
+    :meth:`Handlers.splats` in follow-up events (Gradio 6's Model3D does not display a file sent by a
+    generator handler).
+    """
+
+    image: Any = field(default_factory=_skip)  # the result image (path) or a live x0 preview
+    depth: Any = field(default_factory=_skip)
+    orbit: Any = field(default_factory=_skip)  # the orbit view (path)
+    orbit_azimuth: Any = field(default_factory=_skip)
+    orbit_elevation: Any = field(default_factory=_skip)
+    video: Any = field(default_factory=_skip)  # the turntable mp4 (path)
+    plot: Any = field(default_factory=_skip)  # plotly figure
+    mesh_file: Any = field(default_factory=_skip)  # GLB (path)
+    notes: Any = field(default_factory=_skip)  # Markdown
+    scene_id: Any = field(default_factory=_skip)
+    state: Any = field(default_factory=_skip)  # ResultState (gr.State: not part of the API)
+
+    @classmethod
+    def cleared(cls, notes: str) -> PanelValues:
+        """Every output emptied (orbit sliders and state kept), with ``notes``."""
+        return cls(image=None, depth=None, orbit=None, video=None, plot=None, mesh_file=None, notes=notes,
+                   scene_id=None)
+
+    def outputs(self, *extra: Any, state: bool = True) -> tuple:
+        """Gradio's value tuple: the fields in :data:`PANEL_FIELDS` order (without the state for an API-only
+        endpoint, ``state=False``), then ``extra`` (the task's outputs after the panel's)."""
+        values = tuple(getattr(self, name) for name in PANEL_FIELDS if state or name != "state")
+        return (*values, *extra)
+
+
+#: Output order of a result panel: :class:`PanelValues`' fields.
+PANEL_FIELDS = tuple(f.name for f in fields(PanelValues))
 MAX_BATCH = 4
 MAX_STEPS = 1000
 MAX_RESAMPLE = 20
@@ -241,7 +281,7 @@ class Handlers:
         with user_errors("Showing the sample"):
             state = self._stored(scene_id)
             view = replace(state, selected=_int(sample, "sample", 0, len(state.scenes) - 1))  # shares the files
-            return self._panel(view, progress)[:-1]
+            return self._panel(view, progress).outputs(state=False)
 
     def _stored(self, scene_id: Any) -> ResultState:
         try:
@@ -255,6 +295,7 @@ class Handlers:
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
                     t_r: Any, steps: Any, seed: Any, progress: ProgressFn = _no_progress,
                     stop: StopFlag | None = None) -> Iterator[tuple]:
+        """Yields panel tuples (:meth:`PanelValues.outputs`)."""
         with user_errors("Reconstruction"):
             model, notes = self._model(source)
             x = _image_tensor(image, model)
@@ -270,7 +311,7 @@ class Handlers:
         """``editor``: the ImageEditor value; the painted layer's alpha (``layers[0]``) is the mask.
 
         Yields panel tuples followed by the composite (known pixels + the fill: a labelled extra; the panel's
-        image is the final scene's render, as for the other tasks).
+        image is the final scene's render, as for the other tasks); see :meth:`inpaint_composite`.
         """
         with user_errors("Inpainting"):
             model, notes = self._model(source)
@@ -280,43 +321,28 @@ class Handlers:
                                jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
             loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))
 
-            def composite(kind: str, value: Any) -> tuple:
-                if kind == "start":
-                    return (None,)
-                if kind == "preview":
-                    return (self.store.frame_file(_strip(value.composite)),)
-                return (self.composite(value),)
-
-            yield from self._run("inpaint", model, loop, cams, notes, progress, stop, extra=composite)
+            yield from self._run("inpaint", model, loop, cams, notes, progress, stop, extra=self._composite_output)
 
     def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
                  progress: ProgressFn = _no_progress, stop: StopFlag | None = None) -> Iterator[tuple]:
-        """Yields panel tuples followed by one gallery update."""
+        """Yields panel tuples followed by the samples gallery's value (see :meth:`_samples_output`)."""
         with user_errors("Generation"):
             model, notes = self._model(source)
             n = _int(batch, "batch size", 1, MAX_BATCH)
             cams = model.default_cameras(n).to("cpu")
             loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), seed=_seed(seed))
-
-            def gallery(kind: str, value: Any) -> tuple:
-                if kind == "start":  # the previous run's samples go
-                    return (None,)
-                if kind == "preview":
-                    return (gr.skip(),)
-                return (self.gallery(value),)
-
-            yield from self._run("generate", model, loop, cams, notes, progress, stop, extra=gallery)
+            yield from self._run("generate", model, loop, cams, notes, progress, stop, extra=self._samples_output)
 
     def select(self, state: ResultState | None, index: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:
         """Show sample ``index`` of a batch (its 3D outputs are rendered on first selection)."""
         if state is None:
-            yield tuple(gr.skip() for _ in PANEL_FIELDS)
+            yield PanelValues().outputs()
             return
         with user_errors("Showing the sample"):
             state.selected = _int(index, "sample index", 0, len(state.scenes) - 1)
             if state.selected not in state.files:
-                yield self._notes_only(f"⏳ Rendering the 3D views of sample {state.selected + 1}…")
-            yield self._panel(state, progress)
+                yield PanelValues(notes=f"⏳ Rendering the 3D views of sample {state.selected + 1}…").outputs()
+            yield self._panel(state, progress).outputs()
 
     def gallery(self, state: ResultState | None) -> list[tuple[str, str]] | None:
         """The Generate gallery's value for ``state``: its samples (a plain value: the API returns it as is)."""
@@ -329,6 +355,10 @@ class Handlers:
         many = state is not None and len(state.images) > 1
         return gr.update(visible=many, selected_index=state.selected if many else None)
 
+    def gallery_restored(self, state: ResultState | None) -> Any:
+        """The gallery's value and visibility together (UI only: after a run failed midway)."""
+        return gr.update(value=self.gallery(state), **self.gallery_shown(state))
+
     def composite(self, state: ResultState | None) -> str | None:
         """The inpainting composite of the shown scene, or None."""
         if state is None or not state.composites:
@@ -338,25 +368,46 @@ class Handlers:
     def restore(self, state: ResultState | None) -> tuple:
         """The panel of the session's current result (after a run failed midway: the outputs it had cleared)."""
         if state is None:
-            return self._cleared("")
+            return PanelValues.cleared("").outputs()
         with user_errors("Showing the result"):
-            return self._panel(state, _no_progress)
+            return self._panel(state, _no_progress).outputs()
 
     # ----------------------------------------------------------------------------- helpers
+    def _composite_output(self, kind: str, value: Any) -> Any:
+        """Inpaint's extra output (the composite) at each stage of :meth:`_run`."""
+        if kind == "start":
+            return None
+        if kind == "preview":
+            return self.store.frame_file(_strip(value.composite))
+        return self.composite(value)
+
+    def _samples_output(self, kind: str, value: Any) -> Any:
+        """Generate's extra output (the samples gallery) at each stage of :meth:`_run`."""
+        if kind == "start":  # the previous run's samples go
+            return None
+        if kind == "preview":
+            return gr.skip()
+        return self.gallery(value)
+
     def _run(self, task: str, model: RenderDiffusion, loop: Iterator[Step], cams: Cameras, notes: list[str],
              progress: ProgressFn, stop: StopFlag | None = None,
-             extra: Callable[[str, Any], tuple] | None = None) -> Iterator[tuple]:
+             extra: Callable[[str, Any], Any] | None = None) -> Iterator[tuple]:
         """Drive a step generator: progress per step, throttled x0 previews, then the full result.
 
         The first yield (after the first denoising step: the inputs are valid and the model runs) clears the
         previous result's outputs; then previews of the x0 estimate come every ``preview_interval_s`` with the
         progress in the notes (the app shows no Gradio progress bar: one per output, hidden at every yield);
         the last yield is the full result: :func:`rdiff.sampling.result_from_step` of the last step run (the
-        same as the library's task functions return). ``extra(kind, value)`` adds task-specific outputs to
-        each yield (kind "start", "preview" with the step, or "result" with the :class:`ResultState`).
+        same as the library's task functions return). ``extra(kind, value)`` is the task's one output after the
+        panel's, if it has one (kind "start", "preview" with the step, or "result" with the :class:`ResultState`).
         """
-        extra = extra or (lambda kind, value: ())
-        n_extra = len(extra("start", None))
+
+        def outputs(panel: PanelValues, kind: str | None, value: Any = None) -> tuple:
+            """The one conversion to Gradio's tuple; ``kind`` None: the extra output is left as it is."""
+            if extra is None:
+                return panel.outputs()
+            return panel.outputs(gr.skip() if kind is None else extra(kind, value))
+
         configure_threads(None, self.concurrent_jobs)  # from the load now: busy machines get 1 thread
         if stop is not None:
             stop.requested = False  # a Stop clicked before this run started does not count
@@ -365,7 +416,7 @@ class Handlers:
         shown = time.monotonic()
         for step in loop:
             if last is None:
-                yield (*self._cleared(progress_note(step)), *extra("start", None))
+                yield outputs(PanelValues.cleared(progress_note(step)), "start")
             last = step
             progress((step.index, step.total), desc=f"Denoising (t = {step.t})", unit="steps")
             if stop is not None and stop.requested and step.index < step.total:
@@ -374,40 +425,28 @@ class Handlers:
                 break
             if step.index < step.total and time.monotonic() - shown >= self.preview_interval_s:
                 shown = time.monotonic()
-                yield (*self._preview(step), *extra("preview", step))
+                yield outputs(self._preview(step), "preview", step)
         assert last is not None
         state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
         self.scenes.add(state)
-        yield (*self._notes_only("⏳ Denoising done: rendering the depth, turntable, mesh and splats…"),
-               *(gr.skip() for _ in range(n_extra)))
-        yield (*self._panel(state, progress), *extra("result", state))
+        rendering = PanelValues(notes="⏳ Denoising done: rendering the depth, turntable, mesh and splats…")
+        yield outputs(rendering, None)
+        yield outputs(self._panel(state, progress), "result", state)
 
-    def _cleared(self, notes: str) -> tuple:
-        """Every output emptied (orbit sliders and state kept), with ``notes``."""
-        values: list[Any] = [None for _ in PANEL_FIELDS]
-        for name in ("orbit_azimuth", "orbit_elevation", "state"):
-            values[PANEL_FIELDS.index(name)] = gr.skip()
-        values[PANEL_FIELDS.index("notes")] = notes
-        return tuple(values)
-
-    def _notes_only(self, notes: str) -> tuple:
-        values: list[Any] = [gr.skip() for _ in PANEL_FIELDS]
-        values[PANEL_FIELDS.index("notes")] = notes
-        return tuple(values)
-
-    def _preview(self, step: Step) -> tuple:
+    def _preview(self, step: Step) -> PanelValues:
         """The current x0 estimate (the render of the current triplane) and the progress in the notes."""
-        values = list(self._notes_only(progress_note(step)))
-        values[0] = self.store.frame_file(_strip(step.x0))
-        return tuple(values)
+        return PanelValues(image=self.store.frame_file(_strip(step.x0)), notes=progress_note(step))
 
-    def _panel(self, state: ResultState, progress: ProgressFn) -> tuple:
+    def _panel(self, state: ResultState, progress: ProgressFn) -> PanelValues:
+        """Every output of the selected scene of ``state`` (its 3D files rendered on first use)."""
         files = ensure_files(state, lambda i, n, what: progress((i, n), desc=what, unit="parts"))
         az, el, _ = state.scene.input_view
-        orbit = self.store.frame_file(orbit_image(state.scene, az, el))
-        mesh = str(files.mesh) if files.mesh else None
-        return (str(state.images[state.selected]), str(files.depth), orbit, round(az % 360, 1), round(el, 1),
-                str(files.video), files.figure, mesh, notes_markdown(state, files), state.scene_id, state)
+        return PanelValues(
+            image=str(state.images[state.selected]), depth=str(files.depth),
+            orbit=self.store.frame_file(orbit_image(state.scene, az, el)),
+            orbit_azimuth=round(az % 360, 1), orbit_elevation=round(el, 1), video=str(files.video),
+            plot=files.figure, mesh_file=str(files.mesh) if files.mesh else None,
+            notes=notes_markdown(state, files), scene_id=state.scene_id, state=state)
 
 
 def progress_note(step: Step, width: int = 24) -> str:
