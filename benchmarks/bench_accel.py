@@ -101,10 +101,10 @@ def errors(fast, exact) -> dict:
 
 def float_error(scene: Scene, cam) -> float:
     """Largest float rgb difference between the two paths (before 8-bit rounding)."""
-    from rdiff.cameras import to_frame
+    from rdiff.cameras import to_triplane_frame
 
     with torch.inference_mode():
-        o, d = to_frame(cam, scene.frame[None]).pixel_rays(SIZE, SIZE)
+        o, d = to_triplane_frame(cam, scene.triplane_rotation[None]).pixel_rays(SIZE, SIZE)
         o, d = o.reshape(1, -1, 3), d.reshape(1, -1, 3)
         exact = scene.model.renderer.render_inference(scene._field, o, d)
         fast = scene._accelerator.render(o, d)
@@ -115,9 +115,9 @@ def bench_scene(name: str, scene: Scene, threads: int, repeats: int) -> dict:
     """Three renderings of each view, timed alternately: the exact path, ``Scene``'s default (accelerated where
     its probe finds skipping pays, else exact) and always accelerated."""
     model = scene.model
-    exact = Scene(model, scene.planes, scene.camera, scene.frame, accelerate=False)
-    default = Scene(model, scene.planes, scene.camera, scene.frame, accelerate=True)
-    forced = Scene(model, scene.planes, scene.camera, scene.frame, accelerate=False)
+    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
+    default = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=True)
+    forced = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
     t = time.perf_counter()
     exact.render(scene.camera, SIZE)  # prepares the lookup table
     first_exact = time.perf_counter() - t

@@ -35,7 +35,7 @@ from rdiff.cameras import Cameras, orbit_cameras, turntable  # noqa: E402
 from rdiff.data.clevr1 import Clevr1Scene, render_view, sample_camera, sample_scene  # noqa: E402
 from rdiff.scene import Scene  # noqa: E402
 from rdiff.training.config_file import load_train_config  # noqa: E402
-from rdiff.training.loop import diffusion_loss, sample_timesteps  # noqa: E402
+from rdiff.training.loop import diffusion_loss, random_training_timesteps  # noqa: E402
 
 FOV = 0.7854
 
@@ -85,11 +85,11 @@ def cached_triplane(model: RenderDiffusion, size: int) -> tuple[torch.Tensor, to
     x = torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1
     with torch.inference_mode():
         planes = model.encode(x, torch.zeros(1, dtype=torch.long), cam)[0]
-        frame = model.frames(cam)[0]
+        rotation = model.triplane_rotations(cam)[0]
         best = None
         for scale in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
             scaled = (planes * scale)[None]
-            opacity = model.render_world(scaled, frame[None], cam, size, size,
+            opacity = model.render_world(scaled, rotation[None], cam, size, size,
                                          field=model.inference_field(scaled)).opacity
             frac = float((opacity > 0.5).float().mean())
             if best is None or abs(frac - 0.5) < abs(best[1] - 0.5):
@@ -97,26 +97,26 @@ def cached_triplane(model: RenderDiffusion, size: int) -> tuple[torch.Tensor, to
     scale, frac, mean, dense = best
     stats = {"feature_scale": scale, "opacity_mean": round(mean, 3), "frac_opacity_gt_0.5": round(frac, 3),
              "frac_opacity_gt_0.9": round(dense, 3), "source": "random-weight encoder output of a CLEVR1 image"}
-    return (planes * scale).contiguous(), frame, cam, stats
+    return (planes * scale).contiguous(), rotation, cam, stats
 
 
 def to8(x: torch.Tensor) -> np.ndarray:
     return (x.detach().clamp(0, 1) * 255).round().to(torch.int32).numpy()
 
 
-def bench_frame(model: RenderDiffusion, planes, frame, cam, size: int, repeats: int) -> dict:
-    scene = Scene(model, planes, cam, frame, accelerate=False)
+def bench_frame(model: RenderDiffusion, planes, rotation, cam, size: int, repeats: int) -> dict:
+    scene = Scene(model, planes, cam, rotation, accelerate=False)
 
     def scene_render():
         return scene.render(cam, size)  # the Scene keeps its prepared lookup table between renders
 
     def model_render():
         with torch.inference_mode():  # prepares the lookup table on every call
-            return model.render_world(planes[None], frame[None], cam, size, size,
+            return model.render_world(planes[None], rotation[None], cam, size, size,
                                       field=model.inference_field(planes[None]))
 
     def plain():
-        return plain_render_model(model, planes[None], frame, cam.c2w, cam.fov_x, size)
+        return plain_render_model(model, planes[None], rotation, cam.c2w, cam.fov_x, size)
 
     times = alternate({"scene": scene_render, "model": model_render, "plain": plain}, repeats)
     view = scene_render()[0]
@@ -144,15 +144,15 @@ def bench_frame(model: RenderDiffusion, planes, frame, cam, size: int, repeats: 
     }
 
 
-def bench_orbit(model: RenderDiffusion, planes, frame, cam, size: int, repeats: int) -> dict:
-    scene = Scene(model, planes, cam, frame, accelerate=False)
+def bench_orbit(model: RenderDiffusion, planes, rotation, cam, size: int, repeats: int) -> dict:
+    scene = Scene(model, planes, cam, rotation, accelerate=False)
     cams = turntable(36, 35.0, 3.0, FOV, 30.0)
 
     def plain():
         for i in range(0, 36, 12):
             c = cams[i : i + 12]
             plain_render(model.field.decoder, planes[None].expand(len(c), -1, -1, -1, -1),
-                         world_to_triplane(c.c2w, frame), c.fov_x, size, size, model.config.coarse_samples,
+                         world_to_triplane(c.c2w, rotation), c.fov_x, size, size, model.config.coarse_samples,
                          model.config.fine_samples, model.config.scene_bound,
                          model.renderer.background)
 
@@ -198,7 +198,7 @@ def bench_training(cfg: RenderDiffusionConfig, train, steps: int) -> dict:
     model.train()
 
     def step():  # as in rdiff.training.loop.train
-        t = sample_timesteps(batch, cfg.timesteps, train.low_t_fraction, train.low_t_max)
+        t = random_training_timesteps(batch, cfg.timesteps, train.low_t_fraction, train.low_t_max)
         loss = diffusion_loss(model, x, cams, rays, t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,8 +228,8 @@ def main(argv=None) -> int:
     model32 = RenderDiffusion(cfg32).eval()
     torch.manual_seed(0)
     model64 = RenderDiffusion(cfg64).eval()
-    planes32, frame32, cam32, stats32 = cached_triplane(model32, 32)
-    planes64, frame64, cam64, stats64 = cached_triplane(model64, 64)
+    planes32, rotation32, cam32, stats32 = cached_triplane(model32, 32)
+    planes64, rotation64, cam64, stats64 = cached_triplane(model64, 64)
 
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -244,9 +244,9 @@ def main(argv=None) -> int:
     for th in args.threads:
         torch.set_num_threads(th)
         r: dict = {}
-        r["frame32"] = bench_frame(model32, planes32, frame32, cam32, 32, args.repeats)
-        r["frame64"] = bench_frame(model64, planes64, frame64, cam64, 64, args.repeats)
-        r["orbit36_32"] = bench_orbit(model32, planes32, frame32, cam32, 32, max(1, args.repeats // 2))
+        r["frame32"] = bench_frame(model32, planes32, rotation32, cam32, 32, args.repeats)
+        r["frame64"] = bench_frame(model64, planes64, rotation64, cam64, 64, args.repeats)
+        r["orbit36_32"] = bench_orbit(model32, planes32, rotation32, cam32, 32, max(1, args.repeats // 2))
         r["denoise_step_32"] = bench_denoise(model32, cam32, args.repeats)
         r["training_32"] = bench_training(cfg32, train_cfg, args.train_steps)
         r["load_average_after"] = [round(v, 2) for v in os.getloadavg()]

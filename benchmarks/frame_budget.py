@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     cfg = release_config(image_size=64, triplane_size=256, coarse_samples=48, fine_samples=48)
     torch.manual_seed(0)
     model = RenderDiffusion(cfg).eval()
-    planes, frame, cam, _ = cached_triplane(model, 64)
-    scene = Scene(model, planes, cam, frame, accelerate=False)
+    planes, rotation, cam, _ = cached_triplane(model, 64)
+    scene = Scene(model, planes, cam, rotation, accelerate=False)
     scene.render(cam, 64)  # prepares the scene's inference field
 
     # Record the points of one frame (one tensor per field call) and time the field calls.

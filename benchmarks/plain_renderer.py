@@ -151,22 +151,22 @@ def plain_render(
     )
 
 
-def world_to_triplane(c2w: Tensor, frame: Tensor) -> Tensor:
-    """Camera-to-world matrices re-expressed in a triplane frame given as a world-from-frame rotation."""
+def world_to_triplane(c2w: Tensor, rotation: Tensor) -> Tensor:
+    """Camera-to-world matrices re-expressed in a triplane frame given by its world-from-triplane rotation."""
     m = torch.eye(4, dtype=c2w.dtype).repeat(c2w.shape[0], 1, 1)
-    m[:, :3, :3] = frame.T if frame.ndim == 2 else frame.transpose(-1, -2)
+    m[:, :3, :3] = rotation.T if rotation.ndim == 2 else rotation.transpose(-1, -2)
     return m @ c2w
 
 
-def plain_render_model(model, planes: Tensor, frame: Tensor, c2w: Tensor, fov_x: Tensor, size: int):
+def plain_render_model(model, planes: Tensor, rotation: Tensor, c2w: Tensor, fov_x: Tensor, size: int):
     """Plain rendering with an ``rdiff.RenderDiffusion``'s decoder, sample counts and background.
 
-    ``planes (B,3,C,N,N)``, ``frame (3,3)`` world-from-triplane rotation, world-space cameras ``c2w (B,4,4)``.
+    ``planes (B,3,C,N,N)``, ``rotation (3,3)`` world-from-triplane rotation, world-space cameras ``c2w (B,4,4)``.
     """
     cfg = model.config
     background = model.renderer.background
     return plain_render(
-        model.field.decoder, planes, world_to_triplane(c2w, frame), fov_x, size, size,
+        model.field.decoder, planes, world_to_triplane(c2w, rotation), fov_x, size, size,
         cfg.coarse_samples, cfg.fine_samples, cfg.scene_bound, background,
     )
 

@@ -26,8 +26,8 @@ clear the old outputs once the run has started and leave them on an input mistak
 (a toast, no "Error" badges). A run that fails midway restores the session's current result.
 
 State: each result panel keeps a :class:`demo.results.ResultState` (the run's Scene objects: triplane,
-frame, camera, model; plus the files already rendered) in a per-session ``gr.State``; the orbit sliders
-and the gallery re-render from it. Models are cached by source in the app's
+world-from-triplane rotation, camera, model; plus the files already rendered) in a per-session ``gr.State``;
+the orbit sliders and the gallery re-render from it. Models are cached by source in the app's
 :class:`demo.models.ModelRegistry`. "Stop" sets a per-session :class:`demo.handlers.StopFlag`
 (not queued); the run ends after its current step and still returns a result. Cancelling the event
 instead (gradio_client ``job.cancel()``, or the page being closed) closes the handler's generator at

@@ -6,8 +6,8 @@ the cached triplane, an mp4 turntable, a GLB mesh (for ``gr.Model3D`` and downlo
 plotly figure of the same mesh. Files go to a fresh per-request folder under one temporary root owned
 by the app (:class:`OutputStore`); folders older than ``max_age_s`` are removed as new ones are made.
 
-The scenes themselves (triplane + frame + camera + model) are kept in a :class:`ResultState`, which the
-app stores in a ``gr.State``: moving the orbit sliders or picking another generated sample re-renders
+The scenes themselves (triplane + its world rotation + camera + model) are kept in a :class:`ResultState`, which
+the app stores in a ``gr.State``: moving the orbit sliders or picking another generated sample re-renders
 from it without re-running diffusion.
 """
 

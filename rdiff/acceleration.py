@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rdiff.cameras import Cameras, orbit_cameras, to_frame
+from rdiff.cameras import Cameras, orbit_cameras, to_triplane_frame
 from rdiff.renderer import (
     FieldFn,
     RenderOutput,
@@ -301,15 +301,16 @@ class SceneAccelerator:
             self.enabled = enabled
         return self.last_stats.fraction
 
-    def render_cameras(self, cameras: Cameras, height: int, width: int) -> RenderOutput:
-        """Full images from cameras in the triplane's frame, as ``model.render``: rgb ``(B, 3, H, W)``."""
-        origins, dirs = cameras.pixel_rays(height, width)
+    def render_cameras(self, triplane_cameras: Cameras, height: int, width: int) -> RenderOutput:
+        """Full images from cameras expressed in the triplane's frame (not world space), as ``model.render``:
+        rgb ``(B, 3, H, W)``."""
+        origins, dirs = triplane_cameras.pixel_rays(height, width)
         out = self.render(origins, dirs)
         return RenderOutput(rgb=out.rgb.permute(0, 3, 1, 2), depth=out.depth, opacity=out.opacity)
 
-    def render_world(self, frames: Tensor, cameras: Cameras, height: int, width: int) -> RenderOutput:
-        """As ``model.render_world``: world-space ``cameras``, world-from-triplane rotations ``frames (B, 3, 3)``."""
-        return self.render_cameras(to_frame(cameras, frames.to(cameras.c2w)), height, width)
+    def render_world(self, triplane_rotations: Tensor, cameras: Cameras, height: int, width: int) -> RenderOutput:
+        """As ``model.render_world``: world-space ``cameras``, world-from-triplane rotations ``(B, 3, 3)``."""
+        return self.render_cameras(to_triplane_frame(cameras, triplane_rotations.to(cameras.c2w)), height, width)
 
     # ------------------------------------------------------------------------------------- internals
     def _march(self, points: Tensor, need: Tensor, deltas: Tensor, dens: Tensor, rgb: Tensor,

@@ -167,8 +167,8 @@ def turntable(n: int, elevation_deg: float, radius: float, fov_x: float, start_a
     return orbit_cameras(az, torch.full_like(az, elevation_deg), torch.full_like(az, radius), fov_x)
 
 
-def yaw_frames(cameras: Cameras) -> Tensor:
-    """``(B, 3, 3)`` world-from-frame rotations about world +Z that put each camera at azimuth 0.
+def yaw_rotations(cameras: Cameras) -> Tensor:
+    """``(B, 3, 3)`` world-from-triplane rotations about world +Z that put each camera at azimuth 0.
 
     A triplane expressed in this frame is aligned with the input view (up to elevation), which
     makes the image -> triplane mapping nearly pixel-aligned for the encoder.
@@ -183,10 +183,11 @@ def yaw_frames(cameras: Cameras) -> Tensor:
     return rot
 
 
-def to_frame(cameras: Cameras, frames: Tensor) -> Cameras:
-    """Express cameras in local frames given as world-from-frame rotations ``(B, 3, 3)`` (or one ``(3, 3)``)."""
-    if frames.ndim == 2:
-        frames = frames[None].expand(len(cameras), 3, 3)
+def to_triplane_frame(cameras: Cameras, triplane_rotations: Tensor) -> Cameras:
+    """Express world-space cameras in triplane frames given by their world-from-triplane rotations
+    ``(B, 3, 3)`` (or one ``(3, 3)`` for all); the result is what :meth:`RenderDiffusion.render` takes."""
+    if triplane_rotations.ndim == 2:
+        triplane_rotations = triplane_rotations[None].expand(len(cameras), 3, 3)
     w2f = torch.eye(4, dtype=cameras.c2w.dtype, device=cameras.device).repeat(len(cameras), 1, 1)
-    w2f[:, :3, :3] = frames.transpose(1, 2).to(cameras.c2w)
+    w2f[:, :3, :3] = triplane_rotations.transpose(1, 2).to(cameras.c2w)
     return Cameras(w2f @ cameras.c2w, cameras.fov_x)

@@ -39,8 +39,10 @@ def make_betas(schedule: str, timesteps: int) -> Tensor:
     raise ValueError(f"unknown noise schedule {schedule!r} (use 'linear' or 'cosine')")
 
 
-def sampling_timesteps(start: int, steps: int) -> list[int]:
-    """Descending, distinct timesteps from ``start`` down to 0, at most ``steps`` of them."""
+def inference_timesteps(start: int, steps: int) -> list[int]:
+    """The respaced inference (sampling) schedule: descending, distinct timesteps from ``start`` down to 0, at
+    most ``steps`` of them. (Training draws random timesteps instead:
+    :func:`rdiff.training.loop.random_training_timesteps`.)"""
     if start < 0:
         raise ValueError("start timestep must be >= 0")
     if steps < 1:

@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from rdiff.cameras import Cameras, orbit_cameras, to_frame, yaw_frames
+from rdiff.cameras import Cameras, orbit_cameras, to_triplane_frame, yaw_rotations
 from rdiff.checkpoint_io import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -38,7 +38,7 @@ class Denoised:
 
     x0: Tensor  # (B, 3, H, W) or (B, R, 3) for ray subsets
     planes: Tensor  # (B, 3, n_f, N, N)
-    frames: Tensor  # (B, 3, 3) world-from-triplane rotations
+    triplane_rotations: Tensor  # (B, 3, 3) world-from-triplane rotations
     depth: Tensor
     opacity: Tensor
 
@@ -74,23 +74,23 @@ class RenderDiffusion(
         self.diffusion = GaussianDiffusion(config.timesteps, config.schedule)
 
     # ----------------------------------------------------------------------------------------- 3D
-    def frames(self, cameras: Cameras) -> Tensor:
+    def triplane_rotations(self, cameras: Cameras) -> Tensor:
         """``(B, 3, 3)`` world-from-triplane rotations for triplanes inferred from ``cameras``' views."""
         if self.config.triplane_frame == "view_yaw":
-            return yaw_frames(cameras)
+            return yaw_rotations(cameras)
         return torch.eye(3, dtype=cameras.c2w.dtype, device=cameras.device).expand(len(cameras), 3, 3)
 
     def encode(self, x_t: Tensor, t: Tensor, cameras: Cameras) -> Tensor:
         """Noisy images ``(B, 3, M, M)`` in [-1, 1] and timesteps ``(B,)`` -> triplanes ``(B, 3, n_f, N, N)``.
 
-        ``cameras`` are in world space; the triplanes are in the frames given by :meth:`frames`.
+        ``cameras`` are in world space; the triplanes are in the frames given by :meth:`triplane_rotations`.
         """
         m = self.config.image_size
         if x_t.ndim != 4 or x_t.shape[1:] != (3, m, m):
             raise ValueError(f"expected images of shape (B, 3, {m}, {m}), got {tuple(x_t.shape)}")
         if len(cameras) != x_t.shape[0]:
             raise ValueError(f"got {x_t.shape[0]} images but {len(cameras)} cameras")
-        local = to_frame(cameras.to(x_t.device, x_t.dtype), self.frames(cameras).to(x_t))
+        local = to_triplane_frame(cameras.to(x_t.device, x_t.dtype), self.triplane_rotations(cameras).to(x_t))
         cond = local.conditioning() if self.config.camera_conditioning else None
         return self.encoder(x_t, t.to(x_t.device), cond)
 
@@ -125,15 +125,16 @@ class RenderDiffusion(
         return self.renderer.render_inference(field, origins, dirs)
 
     def render(
-        self, planes: Tensor, cameras: Cameras, height: int, width: int, field: InferenceField | None = None
+        self, planes: Tensor, triplane_cameras: Cameras, height: int, width: int, field: InferenceField | None = None
     ) -> RenderOutput:
-        """Render full images from cameras given in the triplanes' frames.
+        """Render full images from ``triplane_cameras``: cameras expressed in the triplanes' frames, not in
+        world space (:func:`rdiff.cameras.to_triplane_frame`; :meth:`render_world` takes world-space cameras).
 
         Returns rgb ``(B, 3, H, W)`` in [0, 1], depth and opacity ``(B, H, W)``. With ``field`` (a prepared
         inference field for these planes) on the fast inference path, else differentiably (see
         :meth:`render_rays`).
         """
-        origins, dirs = cameras.to(planes.device, planes.dtype).pixel_rays(height, width)
+        origins, dirs = triplane_cameras.to(planes.device, planes.dtype).pixel_rays(height, width)
         b = origins.shape[0]
         out = self.render_rays(planes, origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3), field=field)
         rgb = out.rgb.reshape(b, height, width, 3).permute(0, 3, 1, 2)
@@ -141,11 +142,12 @@ class RenderDiffusion(
                             opacity=out.opacity.reshape(b, height, width))
 
     def render_world(
-        self, planes: Tensor, frames: Tensor, cameras: Cameras, height: int, width: int,
+        self, planes: Tensor, triplane_rotations: Tensor, cameras: Cameras, height: int, width: int,
         field: InferenceField | None = None,
     ) -> RenderOutput:
-        """Render triplanes whose world-from-triplane rotations are ``frames`` from world-space ``cameras``."""
-        local = to_frame(cameras.to(planes.device, planes.dtype), frames.to(planes))
+        """Render triplanes whose world-from-triplane rotations are ``triplane_rotations (B, 3, 3)`` from
+        world-space ``cameras``."""
+        local = to_triplane_frame(cameras.to(planes.device, planes.dtype), triplane_rotations.to(planes))
         return self.render(planes, local, height, width, field=field)
 
     # ---------------------------------------------------------------------------------- denoising
@@ -168,15 +170,15 @@ class RenderDiffusion(
         if inference and perturb:
             raise ValueError("the inference path renders deterministically: use perturb=False")
         planes = self.encode(x_t, t, cameras)
-        frames = self.frames(cameras).to(x_t)
+        rotations = self.triplane_rotations(cameras).to(x_t)
         field = self.inference_field(planes) if inference else None
         if rays is not None:
-            origins = torch.einsum("bji,brj->bri", frames, rays[0])  # world -> triplane frame (R^T p)
-            dirs = torch.einsum("bji,brj->bri", frames, rays[1])
+            origins = torch.einsum("bji,brj->bri", rotations, rays[0])  # world -> triplane frame (R^T p)
+            dirs = torch.einsum("bji,brj->bri", rotations, rays[1])
             out = self.render_rays(planes, origins, dirs, perturb, field=field)
         elif perturb:  # full images with jittered samples (training with rays_per_image >= M * M)
             m, b = self.config.image_size, x_t.shape[0]
-            origins, dirs = to_frame(cameras.to(x_t.device, x_t.dtype), frames).pixel_rays(m, m)
+            origins, dirs = to_triplane_frame(cameras.to(x_t.device, x_t.dtype), rotations).pixel_rays(m, m)
             r = self.render_rays(planes, origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3), perturb)
             out = RenderOutput(
                 rgb=r.rgb.reshape(b, m, m, 3).permute(0, 3, 1, 2), depth=r.depth.reshape(b, m, m),
@@ -184,8 +186,9 @@ class RenderDiffusion(
             )
         else:
             m = self.config.image_size
-            out = self.render_world(planes, frames, cameras, m, m, field=field)
-        return Denoised(x0=out.rgb * 2 - 1, planes=planes, frames=frames, depth=out.depth, opacity=out.opacity)
+            out = self.render_world(planes, rotations, cameras, m, m, field=field)
+        return Denoised(x0=out.rgb * 2 - 1, planes=planes, triplane_rotations=rotations, depth=out.depth,
+                        opacity=out.opacity)
 
     def default_cameras(self, n: int = 1, azimuth_deg: float | None = None) -> Cameras:
         """``n`` copies of the config's default viewpoint (used for generation)."""

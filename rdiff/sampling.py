@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from rdiff.cameras import Cameras
-from rdiff.diffusion import Sampler, as_sampler, sampling_timesteps
+from rdiff.diffusion import Sampler, as_sampler, inference_timesteps
 from rdiff.model import RenderDiffusion
 from rdiff.scene import Scene
 
@@ -48,7 +48,7 @@ class Step:
     x_t: Tensor
     x0: Tensor
     planes: Tensor
-    frames: Tensor
+    triplane_rotations: Tensor  # (B, 3, 3) world-from-triplane rotations of ``planes``
     composite: Tensor | None = None
 
 
@@ -144,7 +144,7 @@ def denoise_steps(
     d.check_timestep(start_t)
     sampler = as_sampler(sampler)
     cameras = cameras.to(model.device)
-    ts = sampling_timesteps(start_t, steps)
+    ts = inference_timesteps(start_t, steps)
     inpainting = known is not None and known_mask is not None
     path = repaint_schedule(len(ts), jump_length, jump_n_sample) if inpainting else list(range(len(ts) + 1))
     total = denoiser_calls(path)
@@ -159,7 +159,7 @@ def denoise_steps(
         out = model(x, tt, cameras, inference=True)
         done += 1
         composite = known_mask * known + (1 - known_mask) * out.x0.clamp(-1, 1) if inpainting else None
-        yield Step(done, total, t, x, out.x0, out.planes, out.frames, composite)
+        yield Step(done, total, t, x, out.x0, out.planes, out.triplane_rotations, composite)
         x = sampler.step(d, x, t, s, out.x0, generator)
         if inpainting:
             known_s = known if s < 0 else d.q_sample(known, s, _randn(known, generator))
@@ -169,7 +169,7 @@ def denoise_steps(
 def result_from_step(model: RenderDiffusion, step: Step, cameras: Cameras) -> SampleResult:
     """The :class:`SampleResult` of a loop that ended at ``step`` (its last step, or where it was stopped)."""
     images = ((step.x0 + 1) / 2).clamp(0, 1)
-    scenes = [Scene(model, step.planes[i].clone(), cameras[i].to("cpu"), step.frames[i].cpu())
+    scenes = [Scene(model, step.planes[i].clone(), cameras[i].to("cpu"), step.triplane_rotations[i].cpu())
               for i in range(images.shape[0])]
     composites = None if step.composite is None else ((step.composite + 1) / 2).clamp(0, 1)
     return SampleResult(images=images, scenes=scenes, composites=composites)
@@ -290,7 +290,7 @@ def inpaint_steps(
     if settings.harmonize_t_r is None:
         yield from loop
         return
-    extra = len(sampling_timesteps(settings.harmonize_t_r, settings.harmonize_steps))
+    extra = len(inference_timesteps(settings.harmonize_t_r, settings.harmonize_steps))
     last = None
     for step in loop:
         last = step

@@ -63,7 +63,7 @@ class Scene:
     its bookkeeping and costs 0.1-0.2 s on the first render (``benchmarks/bench_accel.py``).
     """
 
-    def __init__(self, model: RenderDiffusion, planes: Tensor, camera: Cameras, frame: Tensor | None = None,
+    def __init__(self, model: RenderDiffusion, planes: Tensor, camera: Cameras, triplane_rotation: Tensor | None = None,
                  accelerate: bool = False) -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
@@ -71,7 +71,8 @@ class Scene:
         self.planes = planes.detach()
         self.camera = camera  # the input view's camera, world space
         # world-from-triplane rotation (3, 3)
-        self.frame = (torch.eye(3) if frame is None else frame.detach()).float().cpu()
+        rotation = torch.eye(3) if triplane_rotation is None else triplane_rotation.detach()
+        self.triplane_rotation = rotation.float().cpu()
         # the triplane prepared for inference rendering on first render, on the model's device
         self._field: InferenceField | None = None
         self.accelerate = bool(accelerate)
@@ -91,21 +92,22 @@ class Scene:
 
     @torch.inference_mode()
     def render(self, cameras: Cameras, size: int | None = None) -> list[View]:
-        """Render the scene from ``cameras`` at ``size`` x ``size`` pixels (default: the model's image size)."""
+        """Render the scene from world-space ``cameras`` at ``size`` x ``size`` pixels (default: the model's image
+        size)."""
         size = self.model.config.image_size if size is None else size
         if not 1 <= size <= 1024:
             raise ValueError("render size must be between 1 and 1024 pixels")
         dev = self.model.device
         planes = self.planes.to(dev)[None].expand(len(cameras), -1, -1, -1, -1)
-        frames = self.frame.to(dev)[None].expand(len(cameras), 3, 3)
+        rotations = self.triplane_rotation.to(dev)[None].expand(len(cameras), 3, 3)
         if self._field is None or self._field.device != dev:
             self._field = self.model.inference_field(self.planes.to(dev)[None])  # shared by every view
         if self.accelerate:
             if self._accelerator is None or self._accelerator.field is not self._field:
                 self._accelerator = SceneAccelerator(self.model.renderer, self._field)
-            out = self._accelerator.render_world(frames, cameras.to(dev), size, size)
+            out = self._accelerator.render_world(rotations, cameras.to(dev), size, size)
         else:
-            out = self.model.render_world(planes, frames, cameras.to(dev), size, size, field=self._field)
+            out = self.model.render_world(planes, rotations, cameras.to(dev), size, size, field=self._field)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
@@ -144,7 +146,7 @@ class Scene:
     def density_grid(self, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order).
 
-        The grid is axis-aligned in the triplane's frame (see :attr:`frame` for its world rotation).
+        The grid is axis-aligned in the triplane's frame (see :attr:`triplane_rotation` for its world rotation).
         """
         if not 2 <= resolution <= 256:
             raise ValueError("grid resolution must be between 2 and 256")
@@ -191,7 +193,8 @@ class Scene:
 
         colours = meshing.surface_colours(field, local.vertices, local.vertex_normals,
                                           depth=meshing.COLOUR_DEPTH_FRACTION * 2 * b)
-        world = np.asarray(local.vertices, dtype=np.float32) @ self.frame.numpy().T  # triplane frame -> world
+        # triplane frame -> world
+        world = np.asarray(local.vertices, dtype=np.float32) @ self.triplane_rotation.numpy().T
         return trimesh.Trimesh(world, local.faces, vertex_colors=meshing.to_uint8(colours), process=False)
 
     def export_mesh(self, path: str | Path, resolution: int = 64, level: float | None = None,

@@ -71,7 +71,7 @@ def bake_splats(scene: Scene, resolution: int = 64, min_opacity: float = 0.05, s
     if local.shape[0] > max_splats:  # keep the most opaque
         top = torch.topk(alpha, max_splats).indices
         local, alpha, rgb = local[top], alpha[top], rgb[top]
-    world = local @ scene.frame.T  # triplane frame -> world
+    world = local @ scene.triplane_rotation.T  # triplane frame -> world
     n = world.shape[0]
     return Splats(means=world.numpy().astype(np.float32), rgb=rgb.numpy().astype(np.float32),
                   opacity=alpha.clamp(1e-4, 1 - 1e-4).numpy().astype(np.float32),

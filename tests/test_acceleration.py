@@ -19,7 +19,7 @@ from rdiff.acceleration import (
     SceneAccelerator,
     skippable,
 )
-from rdiff.cameras import orbit_cameras, to_frame
+from rdiff.cameras import orbit_cameras, to_triplane_frame
 from rdiff.renderer import FieldSample, VolumeRenderer
 from rdiff.scene import Scene
 
@@ -43,7 +43,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def trained():
-    """(model, planes, frame) of clevr1-32's reconstruction of the red rubber sphere example."""
+    """(model, planes, world-from-triplane rotation) of clevr1-32's reconstruction of the red rubber sphere example."""
     from rdiff.model import RenderDiffusion
     from rdiff.preprocess import prepare_image
     from rdiff.sampling import reconstruct
@@ -57,8 +57,8 @@ def trained():
     return model, scene
 
 
-def _rays(cams, frame, size=SIZE):
-    o, d = to_frame(cams, frame).pixel_rays(size, size)
+def _rays(cams, rotation, size=SIZE):
+    o, d = to_triplane_frame(cams, rotation).pixel_rays(size, size)
     return o.reshape(len(cams), -1, 3), d.reshape(len(cams), -1, 3)
 
 
@@ -75,7 +75,7 @@ def test_accelerated_render_matches_exact_path_on_a_trained_scene(trained):
         grid_points = counted.points
         assert grid_points == (acc.grid.resolution + 1) ** 3  # the grid: one evaluation per cell corner
         for az, el in VIEWS:
-            o, d = _rays(orbit_cameras(az, el, 3.0, math.radians(45)), scene.frame)
+            o, d = _rays(orbit_cameras(az, el, 3.0, math.radians(45)), scene.triplane_rotation)
             exact = model.renderer.render_inference(field, o, d)
             counted.points = 0
             fast = acc.render(o, d)
@@ -103,7 +103,7 @@ def test_without_skipping_the_accelerator_is_the_exact_path(trained):
     with torch.inference_mode():
         field = model.inference_field(scene.planes[None])
         acc = SceneAccelerator(model.renderer, field, budget=0.0, epsilon=0.0, max_fraction=None)
-        o, d = _rays(orbit_cameras([45.0, 200.0], [35.0, 15.0], 3.0, math.radians(45)), scene.frame)
+        o, d = _rays(orbit_cameras([45.0, 200.0], [35.0, 15.0], 3.0, math.radians(45)), scene.triplane_rotation)
         exact = model.renderer.render_inference(field, o, d)
         fast = acc.render(o, d)
     assert acc.last_stats.points_evaluated == acc.last_stats.points_exact
@@ -119,7 +119,7 @@ def test_renders_take_the_exact_path_where_skipping_does_not_pay(trained):
         field = model.inference_field(scene.planes[None])
         off = SceneAccelerator(model.renderer, field, max_fraction=0.0)  # nothing pays
         assert 0.0 < off.probe_fraction < 1.0 and not off.enabled
-        o, d = _rays(orbit_cameras(45.0, 35.0, 3.0, math.radians(45)), scene.frame)
+        o, d = _rays(orbit_cameras(45.0, 35.0, 3.0, math.radians(45)), scene.triplane_rotation)
         exact = model.renderer.render_inference(field, o, d)
         for _ in range(2):
             out = off.render(o, d)
@@ -135,9 +135,9 @@ def test_renders_take_the_exact_path_where_skipping_does_not_pay(trained):
 
 def test_scene_renders_through_the_accelerator_behind_one_switch(trained):
     model, scene = trained
-    fast = Scene(model, scene.planes, scene.camera, scene.frame, accelerate=True)
-    exact = Scene(model, scene.planes, scene.camera, scene.frame, accelerate=False)
-    assert not Scene(model, scene.planes, scene.camera, scene.frame).accelerate  # opt-in
+    fast = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=True)
+    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
+    assert not Scene(model, scene.planes, scene.camera, scene.triplane_rotation).accelerate  # opt-in
     cams = orbit_cameras([45.0, 160.0, 280.0], [35.0, 20.0, 50.0], 3.0, float(scene.camera.fov_x[0]))
     fast.render(cams[:1], 8)
     assert fast._accelerator is not None and exact._accelerator is None
@@ -153,8 +153,8 @@ def test_scene_renders_through_the_accelerator_behind_one_switch(trained):
         assert np.abs(a.opacity - b.opacity).max() <= fast._accelerator.max_error
     # the exact switch really is the exact inference path
     with torch.inference_mode():
-        frames = scene.frame[None].expand(len(cams), 3, 3)
-        ref = model.render_world(scene.planes[None].expand(len(cams), -1, -1, -1, -1), frames, cams, SIZE, SIZE,
+        rotations = scene.triplane_rotation[None].expand(len(cams), 3, 3)
+        ref = model.render_world(scene.planes[None].expand(len(cams), -1, -1, -1, -1), rotations, cams, SIZE, SIZE,
                                  field=model.inference_field(scene.planes[None]))
     np.testing.assert_array_equal(views_exact[0].rgb, (ref.rgb[0].clamp(0, 1) * 255).round().byte()
                                   .permute(1, 2, 0).numpy())

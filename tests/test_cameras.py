@@ -11,9 +11,9 @@ from rdiff.cameras import (
     orbit_cameras,
     position_to_spherical,
     spherical_to_position,
-    to_frame,
+    to_triplane_frame,
     turntable,
-    yaw_frames,
+    yaw_rotations,
 )
 from rdiff.renderer import VolumeRenderer
 
@@ -172,9 +172,9 @@ def test_indexing_and_cat():
 # view-aligned (yaw) frames
 
 
-def test_yaw_frames_are_rotations_about_z():
+def test_yaw_rotations_are_rotations_about_z():
     cams, _ = _random_orbit(16, seed=5)
-    rot = yaw_frames(cams)
+    rot = yaw_rotations(cams)
     torch.testing.assert_close(rot.transpose(1, 2) @ rot, torch.eye(3).expand(16, 3, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(rot[:, 2], torch.tensor([0.0, 0, 1]).expand(16, 3))
     torch.testing.assert_close(rot[:, :, 2], torch.tensor([0.0, 0, 1]).expand(16, 3))
@@ -182,7 +182,7 @@ def test_yaw_frames_are_rotations_about_z():
 
 def test_to_frame_puts_camera_at_azimuth_zero():
     cams, (az, el, r) = _random_orbit(16, seed=6)
-    local = to_frame(cams, yaw_frames(cams))
+    local = to_triplane_frame(cams, yaw_rotations(cams))
     az2, el2, r2 = position_to_spherical(local.position)
     torch.testing.assert_close(az2, torch.zeros(16), atol=1e-3, rtol=0)
     torch.testing.assert_close(el2, el, atol=1e-3, rtol=0)
@@ -195,21 +195,21 @@ def test_to_frame_puts_camera_at_azimuth_zero():
 
 def test_to_frame_transforms_rays_consistently():
     cams, _ = _random_orbit(3, seed=7)
-    frames = yaw_frames(cams)
-    local = to_frame(cams, frames)
+    rotations = yaw_rotations(cams)
+    local = to_triplane_frame(cams, rotations)
     o_w, d_w = cams.pixel_rays(6, 7)
     o_l, d_l = local.pixel_rays(6, 7)
     # world = R @ local for both ray origins and directions
-    torch.testing.assert_close(torch.einsum("bij,bhwj->bhwi", frames, o_l), o_w, atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.einsum("bij,bhwj->bhwi", frames, d_l), d_w, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.einsum("bij,bhwj->bhwi", rotations, o_l), o_w, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.einsum("bij,bhwj->bhwi", rotations, d_l), d_w, atol=1e-5, rtol=0)
 
 
 def test_to_frame_single_rotation_broadcasts():
     cams, _ = _random_orbit(4, seed=8)
     c, s = math.cos(0.7), math.sin(0.7)
     rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    a = to_frame(cams, rot)
-    b = to_frame(cams, rot[None].expand(4, 3, 3))
+    a = to_triplane_frame(cams, rot)
+    b = to_triplane_frame(cams, rot[None].expand(4, 3, 3))
     torch.testing.assert_close(a.c2w, b.c2w)
     torch.testing.assert_close(a.position, cams.position @ rot, atol=1e-6, rtol=0)  # R^T p, row-vector form
 
@@ -226,15 +226,15 @@ def test_rendering_is_invariant_to_the_frame():
         return density, rgb
 
     cams = orbit_cameras([40.0, 160.0], [25.0, 50.0], [2.8, 3.0], 0.8)
-    frames = yaw_frames(cams)  # world-from-local
+    rotations = yaw_rotations(cams)  # world-from-local
 
-    def local_field(q):  # q in the frames: world point = R q
-        return world_field(torch.einsum("bij,bpj->bpi", frames, q))
+    def local_field(q):  # q in the triplane frames: world point = R q
+        return world_field(torch.einsum("bij,bpj->bpi", rotations, q))
 
     renderer = VolumeRenderer(64, 64, background="black")
     o, d = cams.pixel_rays(12, 12)
     out_w = renderer(world_field, o.reshape(2, -1, 3), d.reshape(2, -1, 3))
-    local = to_frame(cams, frames)
+    local = to_triplane_frame(cams, rotations)
     o, d = local.pixel_rays(12, 12)
     out_l = renderer(local_field, o.reshape(2, -1, 3), d.reshape(2, -1, 3))
     assert float(out_w.opacity.max()) > 0.5  # the blob is visible

@@ -11,9 +11,9 @@ from rdiff.data import (
     PosedImage,
     PosedImageDataset,
     clevr1,
-    frames_to_tensors,
     group_by_scene,
     load_transforms,
+    views_to_tensors,
     write_transforms,
 )
 from rdiff.data.clevr1 import BACKGROUND, Clevr1Scene, generate_clevr1, render_view, sample_camera, sample_scene
@@ -147,7 +147,7 @@ def test_errors(tmp_path):
 
 def test_tensors_and_dataset(tmp_path):
     frames = _frames(n=3, size=5)
-    images, cams = frames_to_tensors(frames)
+    images, cams = views_to_tensors(frames)
     assert images.shape == (3, 3, 5, 5) and images.dtype == torch.float32
     assert images.min() >= -1 and images.max() <= 1
     assert isinstance(cams, Cameras) and cams.c2w.shape == (3, 4, 4)

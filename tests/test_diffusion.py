@@ -12,9 +12,9 @@ from rdiff.diffusion import (
     GaussianDiffusion,
     as_sampler,
     cosine_betas,
+    inference_timesteps,
     linear_betas,
     make_betas,
-    sampling_timesteps,
 )
 
 
@@ -193,7 +193,7 @@ def test_ddim_with_perfect_x0_follows_the_deterministic_trajectory():
     g = torch.Generator().manual_seed(5)
     x0 = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
     eps = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
-    ts = sampling_timesteps(99, 7)
+    ts = inference_timesteps(99, 7)
     x = d.q_sample(x0, ts[0], eps)
     for t, s in zip(ts, ts[1:] + [-1]):
         x = d.ddim_step(x, t, s, x0, eta=0.0)
@@ -217,8 +217,8 @@ def test_ddim_eta_one_matches_ddpm_variance():
 
 
 @pytest.mark.parametrize("start,steps", [(0, 1), (0, 5), (9, 10), (9, 3), (99, 10), (999, 50), (999, 1000), (5, 100)])
-def test_sampling_timesteps(start, steps):
-    ts = sampling_timesteps(start, steps)
+def test_inference_timesteps(start, steps):
+    ts = inference_timesteps(start, steps)
     assert ts[0] == start and ts[-1] == 0
     assert all(a > b for a, b in zip(ts, ts[1:]))  # strictly descending, distinct
     assert len(ts) == min(steps, start + 1)
@@ -229,8 +229,8 @@ def test_sampling_timesteps(start, steps):
 
 def test_sampling_single_step_from_nonzero_start():
     # one model call at the start timestep; the sampler then jumps straight to x0 (s = -1)
-    assert sampling_timesteps(40, 1) == [40]
-    assert sampling_timesteps(40, 2) == [40, 0]
+    assert inference_timesteps(40, 1) == [40]
+    assert inference_timesteps(40, 2) == [40, 0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,9 +253,9 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="eta"):
         DDIM(eta=1.5)
     with pytest.raises(ValueError):
-        sampling_timesteps(-1, 5)
+        inference_timesteps(-1, 5)
     with pytest.raises(ValueError):
-        sampling_timesteps(10, 0)
+        inference_timesteps(10, 0)
 
 
 @pytest.mark.parametrize("t", [1, 2, 500, 999])

@@ -47,7 +47,7 @@ def test_forward_full_image_shapes(tiny_model):
     c = tiny_model.config
     assert out.x0.shape == (2, 3, 16, 16)
     assert out.planes.shape == (2, 3, c.triplane_channels, c.triplane_size, c.triplane_size)
-    assert out.frames.shape == (2, 3, 3)
+    assert out.triplane_rotations.shape == (2, 3, 3)
     assert out.depth.shape == (2, 16, 16) and out.opacity.shape == (2, 16, 16)
     assert float(out.x0.min()) >= -1.0 - 1e-5 and float(out.x0.max()) <= 1.0 + 1e-5
     assert bool(((out.opacity >= 0) & (out.opacity <= 1 + 1e-6)).all())

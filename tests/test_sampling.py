@@ -263,7 +263,7 @@ def test_orbit_first_view_is_input_view(tiny_model):
 # scenes: meshes
 
 
-def blob_scene(centre=(0.3, 0.0, 0.0), frame=None, empty=False):
+def blob_scene(centre=(0.3, 0.0, 0.0), triplane_rotation=None, empty=False):
     """A scene whose field is a density blob: decoder wired so density grows with the plane features."""
     torch.manual_seed(0)
     model = RenderDiffusion(tiny_config()).eval()
@@ -283,7 +283,7 @@ def blob_scene(centre=(0.3, 0.0, 0.0), frame=None, empty=False):
     if not empty:
         for k, (a, b) in enumerate([(0, 1), (0, 2), (1, 2)]):
             planes[k, 0] = torch.exp(-((u - centre[a]) ** 2 + (v - centre[b]) ** 2) / (2 * 0.35**2))
-    return Scene(model, planes, orbit_cameras(30.0, 25.0, 3.0, 0.8), frame)
+    return Scene(model, planes, orbit_cameras(30.0, 25.0, 3.0, 0.8), triplane_rotation)
 
 
 def test_mesh_of_a_density_blob():
@@ -303,7 +303,7 @@ def test_mesh_of_a_density_blob():
 
 def test_mesh_is_placed_in_world_with_the_scene_frame():
     quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # world-from-triplane, +90 deg about z
-    mesh = blob_scene(frame=quarter).mesh(resolution=32)
+    mesh = blob_scene(triplane_rotation=quarter).mesh(resolution=32)
     np.testing.assert_allclose(mesh.vertices.mean(0), [0.0, 0.3, 0.0], atol=0.05)
 
 

@@ -40,7 +40,7 @@ def test_baked_splats_follow_the_field(tiny_model):
         tiny_model.field.decoder.out.bias[0] = 6.0  # dense everywhere: every cell gets a splat
     splats = bake_splats(scene, resolution=8, min_opacity=0.01)
     assert len(splats) == 8**3
-    assert np.abs(splats.means @ scene.frame.numpy()).max() <= 1.0  # inside the (triplane-frame) scene box
+    assert np.abs(splats.means @ scene.triplane_rotation.numpy()).max() <= 1.0  # inside the (triplane-frame) scene box
     assert ((splats.opacity > 0) & (splats.opacity < 1)).all() and (splats.rgb >= 0).all() and (splats.rgb <= 1).all()
     with torch.no_grad():
         tiny_model.field.decoder.out.bias[0] = -30.0  # empty

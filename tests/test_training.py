@@ -23,7 +23,7 @@ from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW
 from rdiff.evaluation import evaluate, save_result
 from rdiff.training import load_train_config, train
 from rdiff.training.checkpoint import portable_checkpoint
-from rdiff.training.loop import focus_pixels, random_rays, sample_timesteps
+from rdiff.training.loop import focus_pixels, random_rays, random_training_timesteps
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,11 +62,11 @@ def _write_toml(cfg: TrainConfig, path: Path) -> Path:
 
 def test_timestep_sampling_mix():
     torch.manual_seed(0)
-    t = sample_timesteps(4000, 1000, low_fraction=0.5, low_max=100)
+    t = random_training_timesteps(4000, 1000, low_fraction=0.5, low_max=100)
     assert t.min() >= 0 and t.max() < 1000
     low = (t < 100).float().mean().item()
     assert 0.5 < low < 0.6  # half forced low, plus ~10% of the uniform half
-    assert (sample_timesteps(4000, 1000) < 100).float().mean().item() < 0.15
+    assert (random_training_timesteps(4000, 1000) < 100).float().mean().item() < 0.15
 
 
 def test_object_rays_take_their_fraction_from_the_mask():

@@ -3,10 +3,10 @@
 from rdiff.data.transforms_json import (
     PosedImage,
     PosedImageDataset,
-    frames_to_tensors,
     group_by_scene,
     load_image,
     load_transforms,
+    views_to_tensors,
     write_transforms,
 )
 
@@ -25,7 +25,7 @@ def __getattr__(name: str):
 __all__ = [
     "PosedImage",
     "PosedImageDataset",
-    "frames_to_tensors",
+    "views_to_tensors",
     "group_by_scene",
     "load_image",
     "load_transforms",

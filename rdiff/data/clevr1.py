@@ -466,7 +466,7 @@ def generate_clevr1(
     bar = tqdm(total=scenes * views, disable=not progress, desc="clevr1", unit="view")
     meta: list[dict] = []
 
-    def frames(count: int, split: str) -> Iterator[PosedImage]:
+    def split_views(count: int, split: str) -> Iterator[PosedImage]:
         for i in range(count):
             srng = scene_rng(seed, split, i)
             scene = sample_scene(srng)
@@ -483,9 +483,9 @@ def generate_clevr1(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        write_transforms(out_dir / "train", frames(n_train, "train"))
+        write_transforms(out_dir / "train", split_views(n_train, "train"))
         if n_test:
-            write_transforms(out_dir / "test", frames(n_test, "test"))
+            write_transforms(out_dir / "test", split_views(n_test, "test"))
     finally:
         torch.set_num_threads(threads)
         bar.close()

@@ -249,13 +249,13 @@ def load_transforms(
         raise ValueError(f"{json_path}: top level must be an object")
     if "frames" not in meta:
         raise ValueError(f"{json_path}: missing key 'frames'")
-    frames = meta["frames"]
-    if not isinstance(frames, list):
+    records = meta["frames"]  # the format's name for its list of posed images
+    if not isinstance(records, list):
         raise ValueError(f"{json_path}: 'frames' must be a list")
     top_fov = _parse_fov(meta["camera_angle_x"], str(json_path)) if "camera_angle_x" in meta else None
 
     out: list[PosedImage] = []
-    for i, fr in enumerate(frames):
+    for i, fr in enumerate(records):
         where = f"{json_path} frame {i}"
         if not isinstance(fr, dict):
             raise ValueError(f"{where}: a frame must be an object")
@@ -293,23 +293,24 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], image_dir: str = "images",
+def write_transforms(folder: str | os.PathLike, views: Iterable[PosedImage], image_dir: str = "images",
                      mask_dir: str = "masks") -> Path:
-    """Write frames as ``folder/image_dir/NNNNN.png`` plus ``folder/transforms.json``.
+    """Write posed images as ``folder/image_dir/NNNNN.png`` plus ``folder/transforms.json`` (one entry of its
+    ``frames`` list each).
 
-    Frames with a ``mask`` also get ``folder/mask_dir/NNNNN.png`` and a ``mask_path`` entry.
+    Views with a ``mask`` also get ``folder/mask_dir/NNNNN.png`` and a ``mask_path`` entry.
     ``file_path`` entries carry no extension (``./images/00000``), as NeRF-synthetic loaders expect. When
     ``folder`` is named ``train``, ``val`` or ``test``, its parent also gets ``transforms_<split>.json``
     with paths relative to the parent (the NeRF-synthetic layout), so both forms load.
-    ``frames`` may be any iterable (a generator is consumed once, so frames can be rendered lazily).
-    Top-level ``camera_angle_x`` is the first frame's fov; every frame also records its own
+    ``views`` may be any iterable (a generator is consumed once, so views can be rendered lazily).
+    Top-level ``camera_angle_x`` is the first view's fov; every entry also records its own
     ``camera_angle_x`` (used as an override by :func:`load_transforms`). Returns the json path.
     """
     folder = Path(folder)
     (folder / image_dir).mkdir(parents=True, exist_ok=True)
     records = []
     top_fov = None
-    for i, fr in enumerate(frames):
+    for i, fr in enumerate(views):
         rel = f"{image_dir}/{i:05d}" if image_dir else f"{i:05d}"
         Image.fromarray(_to_uint8(fr.image), mode="RGB").save(folder / f"{rel}.png")
         mask_rel = None
@@ -352,34 +353,34 @@ def write_transforms(folder: str | os.PathLike, frames: Iterable[PosedImage], im
 # Helpers
 
 
-def frames_to_tensors(frames: Sequence[PosedImage]) -> tuple[torch.Tensor, Cameras]:
-    """Stack frames: images ``(B, 3, H, W)`` float32 in [-1, 1] and their :class:`Cameras`."""
-    if len(frames) == 0:
-        raise ValueError("frames_to_tensors needs at least one frame")
-    shapes = {f.image.shape for f in frames}
+def views_to_tensors(views: Sequence[PosedImage]) -> tuple[torch.Tensor, Cameras]:
+    """Stack posed images: images ``(B, 3, H, W)`` float32 in [-1, 1] and their :class:`Cameras`."""
+    if len(views) == 0:
+        raise ValueError("views_to_tensors needs at least one view")
+    shapes = {f.image.shape for f in views}
     if len(shapes) != 1:
         raise ValueError(f"all images must have the same shape, got {sorted(shapes)}")
-    images = torch.from_numpy(np.stack([f.image for f in frames]).astype(np.float32)).permute(0, 3, 1, 2)
+    images = torch.from_numpy(np.stack([f.image for f in views]).astype(np.float32)).permute(0, 3, 1, 2)
     images = images.contiguous() * 2.0 - 1.0
-    c2w = torch.from_numpy(np.stack([np.asarray(f.c2w, dtype=np.float32) for f in frames]))
-    fov = torch.tensor([float(f.fov_x) for f in frames], dtype=torch.float32)
+    c2w = torch.from_numpy(np.stack([np.asarray(f.c2w, dtype=np.float32) for f in views]))
+    fov = torch.tensor([float(f.fov_x) for f in views], dtype=torch.float32)
     return images, Cameras(c2w, fov)
 
 
-def group_by_scene(frames: Iterable[PosedImage]) -> dict[str, list[PosedImage]]:
-    """Frames grouped by ``scene`` id (order of first appearance; view order kept)."""
+def group_by_scene(views: Iterable[PosedImage]) -> dict[str, list[PosedImage]]:
+    """Posed images grouped by ``scene`` id (order of first appearance; view order kept)."""
     groups: dict[str, list[PosedImage]] = {}
-    for f in frames:
+    for f in views:
         groups.setdefault(f.scene, []).append(f)
     return groups
 
 
 class PosedImageDataset(torch.utils.data.Dataset):
-    """All frames of a ``transforms.json`` folder, loaded into memory once (no augmentation).
+    """All posed images (``views``) of a ``transforms.json`` folder, loaded into memory once (no augmentation).
 
     Items are dicts: ``image`` ``(3, H, W)`` float32 in [-1, 1], ``c2w`` ``(4, 4)``,
-    ``fov_x`` scalar tensor, ``index`` int, ``mask`` ``(H, W)`` uint8 label mask (all 0 for frames without
-    one; ``has_masks`` says whether every frame has one). ``scenes[index]`` gives the scene id of an item.
+    ``fov_x`` scalar tensor, ``index`` int, ``mask`` ``(H, W)`` uint8 label mask (all 0 for views without
+    one; ``has_masks`` says whether every view has one). ``scenes[index]`` gives the scene id of an item.
     With ``paired=True`` every item also carries another view of the same scene, drawn at random each
     time (``other_image``, ``other_c2w``, ``other_fov_x``, ``other_index``; the item's own view when its
     scene has only one), for training with an unseen-view loss.
@@ -388,18 +389,18 @@ class PosedImageDataset(torch.utils.data.Dataset):
     def __init__(self, folder: str | os.PathLike, size: int | None = None, background=(1.0, 1.0, 1.0),
                  paired: bool = False):
         self.folder = Path(folder)
-        self.frames = load_transforms(folder, size=size, background=background)
-        if not self.frames:
+        self.views = load_transforms(folder, size=size, background=background)
+        if not self.views:
             raise ValueError(f"{self.folder}: transforms.json has no frames")
-        images, cams = frames_to_tensors(self.frames)
+        images, cams = views_to_tensors(self.views)
         self.images = images
         self.c2w = cams.c2w
         self.fov_x = cams.fov_x
-        self.scenes = [f.scene for f in self.frames]
+        self.scenes = [f.scene for f in self.views]
         h, w = images.shape[-2:]
-        self.has_masks = all(f.mask is not None for f in self.frames)
+        self.has_masks = all(f.mask is not None for f in self.views)
         self.masks = torch.from_numpy(np.stack([f.mask if f.mask is not None else np.zeros((h, w), np.uint8)
-                                                for f in self.frames]))
+                                                for f in self.views]))
         self.paired = paired
         members: dict[str, list[int]] = {}
         for i, scene in enumerate(self.scenes):
@@ -407,7 +408,7 @@ class PosedImageDataset(torch.utils.data.Dataset):
         self._views_of = [members[scene] for scene in self.scenes]
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.views)
 
     def other_view(self, index: int, generator: torch.Generator | None = None) -> int:
         """A random view of ``index``'s scene other than ``index`` itself (itself if it is the only one)."""

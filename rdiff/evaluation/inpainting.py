@@ -81,13 +81,13 @@ def evaluate_inpainting(
 
     settings = settings or InpaintSettings()
     m = model.config.image_size
-    frames = [g[0] for g in group_by_scene(load_transforms(data, size=m)).values()]
-    frames = frames[:max_scenes] if max_scenes else frames
-    if not frames:
+    views = [g[0] for g in group_by_scene(load_transforms(data, size=m)).values()]  # one view per scene
+    views = views[:max_scenes] if max_scenes else views
+    if not views:
         raise ValueError(f"{data} has no frames")
     rows = []
-    for start in tqdm(range(0, len(frames), batch), desc="inpaint eval", disable=not progress):
-        chunk = frames[start : start + batch]
+    for start in tqdm(range(0, len(views), batch), desc="inpaint eval", disable=not progress):
+        chunk = views[start : start + batch]
         holes = np.stack([square_hole(f.mask, m, hole_fraction) for f in chunk])
         images = torch.from_numpy(np.stack([f.image for f in chunk])).permute(0, 3, 1, 2) * 2 - 1
         cams = Cameras(torch.from_numpy(np.stack([f.c2w for f in chunk])), torch.tensor([f.fov_x for f in chunk]))

@@ -138,8 +138,8 @@ def evaluate(
     """
     from rdiff.data import group_by_scene, load_transforms
 
-    frames = load_transforms(data, size=model.config.image_size)
-    groups = [g for g in group_by_scene(frames).values() if len(g) > 1]
+    posed = load_transforms(data, size=model.config.image_size)  # the data set's views
+    groups = [g for g in group_by_scene(posed).values() if len(g) > 1]
     if not groups:
         raise ValueError(f"{data} has no scene with two or more views: nothing to evaluate novel views on")
     groups = groups[:max_scenes] if max_scenes else groups
@@ -154,29 +154,29 @@ def evaluate(
         cam = Cameras(torch.from_numpy(src.c2w)[None], torch.tensor([src.fov_x]))
         targets = Cameras(torch.from_numpy(np.stack([f.c2w for f in others])), torch.tensor([f.fov_x for f in others]))
         baseline_scores = []
-        for v, frame in enumerate(others):
-            base = {"copy_input": score_view(src.image, frame.image, frame.mask),
-                    "mean_image": score_view(mean_image, frame.image, frame.mask)}
+        for v, truth in enumerate(others):
+            base = {"copy_input": score_view(src.image, truth.image, truth.mask),
+                    "mean_image": score_view(mean_image, truth.image, truth.mask)}
             baseline_scores.append(base)
             for name, sc in base.items():
                 rows.append({"prediction": name, "scene": src.scene, "view": v,
-                             "azimuth_diff": azimuth_difference(src.c2w, frame.c2w), **sc})
+                             "azimuth_diff": azimuth_difference(src.c2w, truth.c2w), **sc})
         for t_r in t_rs:
             result = reconstruct(model, image, cam, t_r=t_r, steps=steps, seed=seed * 1_000_003 + k)
             own = result.images[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
             views = result.scenes[0].render(targets)
             scene_rows = []
-            for v, (view, frame) in enumerate(zip(views, others)):
+            for v, (view, truth) in enumerate(zip(views, others)):
                 pred = view.rgb.astype(np.float32) / 255
-                sc = score_view(pred, frame.image, frame.mask)
+                sc = score_view(pred, truth.image, truth.mask)
                 if lpips_fn is not None:
-                    sc["lpips"] = lpips_fn(pred, frame.image)
+                    sc["lpips"] = lpips_fn(pred, truth.image)
                 copy = baseline_scores[v]["copy_input"]
                 for region in ("fg", "obj"):
                     if f"{region}_psnr" in sc and math.isfinite(sc[f"{region}_psnr"]):
                         sc[f"beats_copy_{region}"] = float(sc[f"{region}_psnr"] > copy[f"{region}_psnr"])
                 row = {"prediction": f"t_r={t_r}", "scene": src.scene, "view": v,
-                       "azimuth_diff": azimuth_difference(src.c2w, frame.c2w), **sc}
+                       "azimuth_diff": azimuth_difference(src.c2w, truth.c2w), **sc}
                 rows.append(row)
                 scene_rows.append(row)
             per_scene.append({"scene": src.scene, "t_r": t_r, "input_psnr": psnr(own, src.image),

@@ -82,9 +82,10 @@ def gather_pixels(images: Tensor, idx: Tensor) -> Tensor:
     return flat.gather(1, idx[..., None].expand(-1, -1, 3))
 
 
-def sample_timesteps(batch: int, timesteps: int, low_fraction: float = 0.0, low_max: int = 100,
-                     device: torch.device | str = "cpu") -> Tensor:
-    """Uniform timesteps in [0, T), except a ``low_fraction`` of them uniform in [0, low_max)."""
+def random_training_timesteps(batch: int, timesteps: int, low_fraction: float = 0.0, low_max: int = 100,
+                              device: torch.device | str = "cpu") -> Tensor:
+    """Random training timesteps, one per image: uniform in [0, T), except a ``low_fraction`` of them uniform in
+    [0, low_max). (Not the sampling schedule: that is :func:`rdiff.diffusion.inference_timesteps`.)"""
     t = torch.randint(0, timesteps, (batch,), device=device)
     if low_fraction > 0:
         low = torch.rand(batch, device=device) < low_fraction
@@ -179,7 +180,7 @@ def save_samples(model: RenderDiffusion, images: Tensor, cameras: Cameras, path:
     side = orbit_cameras(az.cpu() + 90, el.cpu(), r.cpu(), float(cameras.fov_x[0])).to(images.device)
     side.fov_x = cameras.fov_x
     m = images.shape[-1]
-    novel = model.render_world(rec.planes, rec.frames, side, m, m, field=model.inference_field(rec.planes))
+    novel = model.render_world(rec.planes, rec.triplane_rotations, side, m, m, field=model.inference_field(rec.planes))
     novel = novel.rgb * 2 - 1
     cols = [images, rec.x0, x_t.clamp(-1, 1), rec_t.x0, novel]
     grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # (3, B*M, 5*M)
@@ -336,7 +337,7 @@ def _training_step(run: _Run, state: _State, ddp: nn.Module, batch: dict) -> _St
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.model.train()
-    t = sample_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
+    t = random_training_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
     other = None
     if cfg.novel_view_weight > 0:
         other = (batch["other_image"].to(device),
