@@ -35,12 +35,24 @@ def server(tmp_path_factory):
         yield srv
 
 
+# Gradio's vendored Babylon.js viewer (gr.Model3D) throws this when a model is cleared while its environment
+# texture is still loading (the run-start clearing of the 3D viewers can do that): a known upstream race inside
+# the viewer, harmless to the page. Every other JavaScript error fails the tests.
+UPSTREAM_VIEWER_ERRORS = ("reading 'postProcessManager'",)
+
+
+def _record(errors: list[str], error) -> None:
+    text = error.stack or str(error)
+    if not any(known in text for known in UPSTREAM_VIEWER_ERRORS):
+        errors.append(text)
+
+
 @contextmanager
 def app_page(browser, url: str, height: int):
     """A page on the app (1400 px wide) and the list its JavaScript errors are collected in."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(e.stack or str(e)))
+    page.on("pageerror", lambda e: _record(errors, e))
     try:
         page.goto(url)
         yield page, errors
