@@ -78,13 +78,7 @@ class OutputStore:
         return str(final)
 
     def _prune_frames(self) -> None:
-        cutoff = time.time() - self.frame_age_s
-        for child in self.frames.iterdir():
-            try:
-                if child.stat().st_mtime < cutoff:
-                    child.unlink()
-            except OSError:
-                pass
+        _remove_older(self.frames, self.frame_age_s, Path.is_file, Path.unlink)
 
     def request_dir(self, task: str) -> Path:
         """A new empty folder for one request's files."""
@@ -95,13 +89,19 @@ class OutputStore:
             return path
 
     def prune(self) -> None:
-        cutoff = time.time() - self.max_age_s
-        for child in self.root.iterdir():
-            try:
-                if child != self.frames and child.is_dir() and child.stat().st_mtime < cutoff:
-                    shutil.rmtree(child, ignore_errors=True)
-            except OSError:
-                pass
+        _remove_older(self.root, self.max_age_s, lambda c: c != self.frames and c.is_dir(),
+                      lambda c: shutil.rmtree(c, ignore_errors=True))
+
+
+def _remove_older(folder: Path, max_age_s: float, selected, remove) -> None:
+    """``remove(child)`` for each child of ``folder`` that passes ``selected`` and is older than ``max_age_s``."""
+    cutoff = time.time() - max_age_s
+    for child in folder.iterdir():
+        try:
+            if selected(child) and child.stat().st_mtime < cutoff:
+                remove(child)
+        except OSError:
+            pass
 
 
 @dataclass
