@@ -368,6 +368,14 @@ class ReconstructTab(TaskTab):
     noised: gr.Image | None = None  # the noise preview: the model's input x_{t_r}
 
 
+def eta_slider(tab: str) -> gr.Slider:
+    """DDIM's eta: how much fresh noise each sampling step adds (0: deterministic DDIM, 1: DDPM's level)."""
+    with gr.Accordion("Sampler", open=False):
+        return gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM η (stochasticity)",
+                         info="0 = deterministic DDIM; 1 = as much fresh noise per step as DDPM (more varied, "
+                              "needs more steps)", elem_id=f"{tab}-eta")
+
+
 def reconstruct_tab(config: RenderDiffusionConfig, model_examples: gr.State, examples: list[Example]) -> ReconstructTab:
     intro = ("Monocular 3D reconstruction: the image is noised to **t_r** and denoised; the final "
              "triplane is the reconstructed scene.")
@@ -390,8 +398,9 @@ def reconstruct_tab(config: RenderDiffusionConfig, model_examples: gr.State, exa
                 steps = IntSlider(1, 50, value=10, step=1, label="Denoising steps", info="at most t_r + 1 are used",
                                   scale=3)
                 tab.seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2, min_width=100)
+            eta = eta_slider("reconstruct")
         tab.build_panel()
-    tab.inputs = [tab.image, *tab.cameras.inputs, tab.t_r, steps, tab.seed]
+    tab.inputs = [tab.image, *tab.cameras.inputs, tab.t_r, steps, tab.seed, eta]
     return tab
 
 
@@ -432,13 +441,14 @@ def generate_tab() -> TaskTab:
             seed = gr.Number(0, label="Seed", precision=0, minimum=0)
             steps = IntSlider(2, 250, value=50, step=1, label="Denoising steps")
             batch = IntSlider(1, MAX_BATCH, value=1, step=1, label="Batch size")
+            eta = eta_slider("generate")
             tab.buttons("Generate")
         with tab.panel_column:
             tab.extra = named(gr.Gallery(label="Samples (click one for its 3D views)", visible=False, columns=4,
                                          height=180, allow_preview=False, object_fit="contain",
                                          elem_id="generate-gallery"), "samples")
         tab.build_panel()
-    tab.inputs = [seed, steps, batch]
+    tab.inputs = [seed, steps, batch, eta]
     return tab
 
 
@@ -501,7 +511,7 @@ def task_endpoints(handlers: Handlers) -> dict[str, Callable]:
     """
 
     @on_gpu
-    def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, stop,
+    def reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps, seed, eta=0.0, stop=None,
                     progress=gr.Progress()):
         """Monocular 3D reconstruction: noise the image to t_r, denoise it, and return the final triplane's
         render from the input camera, its depth, an orbit view, a turntable mp4, a 3D plot, the GLB mesh,
@@ -517,9 +527,10 @@ def task_endpoints(handlers: Handlers) -> dict[str, Callable]:
             t_r: noise level the input is noised to before denoising (0 = most faithful, one pass).
             steps: denoising steps (at most t_r + 1 are used).
             seed: random seed.
+            eta: DDIM's eta in [0, 1] (0 = deterministic; only matters for t_r > 0 with several steps).
         """
         yield from handlers.reconstruct(model_source, image, azimuth, elevation, radius, fov_deg, t_r, steps,
-                                        seed, progress=progress, stop=stop)
+                                        seed, eta, progress=progress, stop=stop)
 
     @on_gpu
     def inpaint(model_source, image_and_mask, azimuth, elevation, radius, fov_deg, steps, resample, seed, stop,
@@ -544,7 +555,7 @@ def task_endpoints(handlers: Handlers) -> dict[str, Callable]:
                                     resample, seed, progress=progress, stop=stop)
 
     @on_gpu
-    def generate(model_source, seed, steps, batch_size, stop, progress=gr.Progress()):
+    def generate(model_source, seed, steps, batch_size, eta=0.0, stop=None, progress=gr.Progress()):
         """Unconditional generation of batch_size 3D scenes from the model's default camera; returns the first
         sample's panel outputs (as /reconstruct) and the list of all samples' images. /sample with the
         scene_id gives any sample's outputs, /orbit renders any sample.
@@ -554,8 +565,9 @@ def task_endpoints(handlers: Handlers) -> dict[str, Callable]:
             seed: random seed.
             steps: denoising steps.
             batch_size: number of scenes generated.
+            eta: DDIM's eta in [0, 1] (0 = deterministic DDIM, 1 = DDPM's noise level).
         """
-        yield from handlers.generate(model_source, seed, steps, batch_size, progress=progress, stop=stop)
+        yield from handlers.generate(model_source, seed, steps, batch_size, eta, progress=progress, stop=stop)
 
     return dict(reconstruct=reconstruct, inpaint=inpaint, generate=generate)
 

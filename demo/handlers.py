@@ -38,6 +38,7 @@ from demo.results import (
 )
 from rdiff.cameras import Cameras, orbit_cameras
 from rdiff.config import RenderDiffusionConfig
+from rdiff.diffusion import DDIM
 from rdiff.model import CheckpointError, RenderDiffusion
 from rdiff.preprocess import InputError, open_image, prepare_image, prepare_mask
 from rdiff.sampling import (
@@ -190,6 +191,10 @@ def camera(azimuth: Any, elevation: Any, radius: Any, fov: Any) -> Cameras:
     return orbit_cameras(az, el, r, math.radians(f))
 
 
+def _ddim(eta: Any) -> DDIM:
+    return DDIM(eta=_float(0.0 if eta is None else eta, "eta", 0.0, 1.0))
+
+
 def _seed(value: Any) -> int:
     return _int(0 if value is None else value, "seed", 0, 2**31 - 1)
 
@@ -293,7 +298,7 @@ class Handlers:
 
     # ------------------------------------------------------------------------------- tasks
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
-                    t_r: Any, steps: Any, seed: Any, progress: ProgressFn = _no_progress,
+                    t_r: Any, steps: Any, seed: Any, eta: Any = 0.0, progress: ProgressFn = _no_progress,
                     stop: StopFlag | None = None) -> Iterator[tuple]:
         """Yields panel tuples (:meth:`PanelValues.outputs`)."""
         with user_errors("Reconstruction"):
@@ -302,7 +307,7 @@ class Handlers:
             cams = camera(azimuth, elevation, radius, fov)
             t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
             loop = reconstruct_steps(model, x, cams, t_r=t, steps=_int(steps, "steps", 1, MAX_STEPS),
-                                     seed=_seed(seed))
+                                     sampler=_ddim(eta), seed=_seed(seed))
             yield from self._run("reconstruct", model, loop, cams, notes, progress, stop)
 
     def inpaint(self, source: str | None, editor: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,
@@ -323,14 +328,15 @@ class Handlers:
 
             yield from self._run("inpaint", model, loop, cams, notes, progress, stop, extra=self._composite_output)
 
-    def generate(self, source: str | None, seed: Any, steps: Any, batch: Any,
+    def generate(self, source: str | None, seed: Any, steps: Any, batch: Any, eta: Any = 0.0,
                  progress: ProgressFn = _no_progress, stop: StopFlag | None = None) -> Iterator[tuple]:
         """Yields panel tuples followed by the samples gallery's value (see :meth:`_samples_output`)."""
         with user_errors("Generation"):
             model, notes = self._model(source)
             n = _int(batch, "batch size", 1, MAX_BATCH)
             cams = model.default_cameras(n).to("cpu")
-            loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), seed=_seed(seed))
+            loop = generate_steps(model, cams, steps=_int(steps, "steps", 1, MAX_STEPS), sampler=_ddim(eta),
+                                  seed=_seed(seed))
             yield from self._run("generate", model, loop, cams, notes, progress, stop, extra=self._samples_output)
 
     def select(self, state: ResultState | None, index: Any, progress: ProgressFn = _no_progress) -> Iterator[tuple]:

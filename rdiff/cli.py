@@ -21,6 +21,7 @@ from rdiff.model import CheckpointError
 from rdiff.preprocess import InputError
 
 if TYPE_CHECKING:
+    from rdiff.diffusion import Sampler
     from rdiff.sampling import InpaintSettings
 
 
@@ -64,6 +65,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mesh-faces", type=int, default=None,
                    help="reduce the mesh to at most this many faces (needs: pip install fast-simplification)")
     _add_threads_arg(p)
+
+
+def _add_sampler_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help=f"per-step sampler (default {default})")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDIM's eta in [0, 1]: 0 deterministic (default), 1 as much fresh noise as DDPM; "
+                        "needs the ddim sampler")
+
+
+def sampler_from_args(args, default: str) -> Sampler:
+    """The sampler object the ``--sampler`` / ``--eta`` options ask for (``default``: the command's sampler)."""
+    from rdiff.diffusion import DDIM, as_sampler
+
+    name = args.sampler or default
+    if args.eta is None:
+        return as_sampler(name)
+    if name != "ddim":
+        raise ValueError(f"--eta is DDIM's noise level; it needs --sampler ddim (this command uses {name})")
+    return DDIM(eta=args.eta)
 
 
 def _add_threads_arg(p: argparse.ArgumentParser) -> None:
@@ -122,10 +142,11 @@ def cmd_reconstruct(args) -> list[Path]:
     from rdiff.preprocess import prepare_image
     from rdiff.sampling import reconstruct
 
+    sampler = sampler_from_args(args, "ddim")  # bad options fail before any work
     model = _load(args)
     image = prepare_image(args.image, model.config.image_size)
-    result = reconstruct(model, image, _camera(model, args), t_r=args.tr, steps=args.steps or 10, seed=args.seed,
-                         progress=_progress("reconstruct"))
+    result = reconstruct(model, image, _camera(model, args), t_r=args.tr, steps=args.steps or 10,
+                         sampler=sampler, seed=args.seed, progress=_progress("reconstruct"))
     return _save_result(result, Path(args.out), Path(args.image).stem, args)
 
 
@@ -142,7 +163,7 @@ def inpaint_settings(args) -> InpaintSettings:
     return replace(
         base,
         steps=args.steps or base.steps,
-        sampler=args.sampler or base.sampler,
+        sampler=sampler_from_args(args, type(base.sampler).__name__.lower()),
         jump_length=args.jump_length or base.jump_length,
         jump_n_sample=args.resample or base.jump_n_sample,
         harmonize_t_r=None if args.no_harmonize else base.harmonize_t_r,
@@ -157,7 +178,6 @@ def _add_inpaint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill-start", type=float, default=None,
                    help="start from the image with a 2D (biharmonic) fill noised to this fraction of the schedule "
                         "(default 0.1, t = 100 of 1000); 0: from pure noise (plain RePaint)")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help="per-step sampler")
     p.add_argument("--no-harmonize", action="store_true",
                    help="keep the last sampling step's triplane (no reconstruction of the composite)")
 
@@ -166,12 +186,12 @@ def cmd_inpaint(args) -> list[Path]:
     from rdiff.preprocess import open_image, prepare_image, prepare_mask
     from rdiff.sampling import inpaint
 
+    settings = inpaint_settings(args)
     model = _load(args)
     m = model.config.image_size
     src = open_image(args.image)
     image = prepare_image(src, m)
     mask = prepare_mask(open_image(args.mask), m, image_size=src.size)
-    settings = inpaint_settings(args)
     result = inpaint(model, image, mask[None], _camera(model, args), settings, seed=args.seed,
                      progress=_progress("inpaint"))
     return _save_result(result, Path(args.out), Path(args.image).stem + "_inpainted", args)
@@ -180,11 +200,13 @@ def cmd_inpaint(args) -> list[Path]:
 def cmd_generate(args) -> list[Path]:
     from rdiff.sampling import generate
 
-    model = _load(args)
+    sampler = sampler_from_args(args, "ddim")
     if args.n < 1:
         raise ValueError("--n must be at least 1")
+    model = _load(args)
     cams = Cameras.cat([_camera(model, args)] * args.n)
-    result = generate(model, args.n, cams, steps=args.steps or 50, seed=args.seed, progress=_progress("generate"))
+    result = generate(model, args.n, cams, steps=args.steps or 50, sampler=sampler,
+                      seed=args.seed, progress=_progress("generate"))
     return _save_result(result, Path(args.out), f"generated_s{args.seed}", args)
 
 
@@ -218,6 +240,7 @@ def cmd_eval(args) -> None:
     from rdiff.evaluation import evaluate, save_result
     from rdiff.hub import load_model
 
+    sampler = sampler_from_args(args, "ddim")
     model = load_model(args.checkpoint, fallback=None).model
     if args.task == "inpaint":
         from rdiff.evaluation.inpainting import evaluate_inpainting
@@ -227,7 +250,8 @@ def cmd_eval(args) -> None:
         print(f"{result.scenes} scenes, square hole of a third of the width over the object")
     else:
         t_rs = [int(t) for t in args.tr.split(",") if t.strip()]
-        result = evaluate(model, args.data, t_rs, steps=args.steps or 10, max_scenes=args.max_scenes, seed=args.seed)
+        result = evaluate(model, args.data, t_rs, steps=args.steps or 10, max_scenes=args.max_scenes, seed=args.seed,
+                          sampler=sampler)
         print(f"{result.scenes} scenes, {result.views} novel views")
     print(result.table())
     if args.json:
@@ -258,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("--tr", type=int, default=0, help="noise the input to this timestep first (0 = fidelity)")
     _add_model_args(p)
+    _add_sampler_args(p, "ddim")
     _add_camera_args(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -265,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("mask")
     _add_inpaint_args(p)
+    _add_sampler_args(p, "ddim")
     _add_model_args(p)
     _add_camera_args(p)
     p.set_defaults(func=cmd_inpaint)
@@ -272,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="unconditional 3D generation")
     p.add_argument("--n", type=int, default=1)
     _add_model_args(p)
+    _add_sampler_args(p, "ddim")
     _add_camera_args(p)
     p.set_defaults(func=cmd_generate)
 
@@ -295,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tr", default="0", help="comma-separated reconstruction timesteps, e.g. 0,40")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10; inpaint: its default)")
     _add_inpaint_args(p)
+    _add_sampler_args(p, "ddim")
     p.add_argument("--max-scenes", type=int, default=None, help="at most this many scenes (inpaint default 30)")
     _add_threads_arg(p)
     p.add_argument("--seed", type=int, default=0)

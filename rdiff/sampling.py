@@ -204,7 +204,7 @@ def reconstruction_input(model: RenderDiffusion, images: Tensor, t_r: int = 0, s
 
 def reconstruct_steps(
     model: RenderDiffusion, images: Tensor, cameras: Cameras, t_r: int = 0, steps: int = 10,
-    sampler: str = "ddim", seed: int | None = 0,
+    sampler: Sampler | str = "ddim", seed: int | None = 0,
 ) -> Iterator[Step]:
     """Step-wise :func:`reconstruct`."""
     images = _check_images(model, images, cameras)
@@ -214,7 +214,7 @@ def reconstruct_steps(
 
 def reconstruct(
     model: RenderDiffusion, images: Tensor, cameras: Cameras, t_r: int = 0, steps: int = 10,
-    sampler: str = "ddim", seed: int | None = 0, progress: ProgressFn | None = None,
+    sampler: Sampler | str = "ddim", seed: int | None = 0, progress: ProgressFn | None = None,
 ) -> SampleResult:
     """Monocular 3D reconstruction: noise ``images`` (in [-1, 1]) to ``t_r``, denoise, keep the final triplane.
 
@@ -347,7 +347,7 @@ def inpaint(
 
 
 def generate_steps(
-    model: RenderDiffusion, cameras: Cameras, steps: int = 50, sampler: str = "ddim", seed: int | None = 0,
+    model: RenderDiffusion, cameras: Cameras, steps: int = 50, sampler: Sampler | str = "ddim", seed: int | None = 0,
 ) -> Iterator[Step]:
     """Step-wise :func:`generate`."""
     g = _generator(seed, model.device)
@@ -357,8 +357,8 @@ def generate_steps(
 
 
 def generate(
-    model: RenderDiffusion, n: int = 1, cameras: Cameras | None = None, steps: int = 50, sampler: str = "ddim",
-    seed: int | None = 0, progress: ProgressFn | None = None,
+    model: RenderDiffusion, n: int = 1, cameras: Cameras | None = None, steps: int = 50,
+    sampler: Sampler | str = "ddim", seed: int | None = 0, progress: ProgressFn | None = None,
 ) -> SampleResult:
     """Unconditional generation of ``n`` 3D scenes, each seen from ``cameras`` (default: the config's view)."""
     if n < 1:

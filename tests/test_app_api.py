@@ -243,6 +243,15 @@ def test_generate_batch_with_gallery(client):
         assert im.size[0] >= 64
 
 
+def test_generate_eta(client):
+    first = [np.asarray(Image.open(client.predict("", 3, 3, 1, eta, api_name="/generate")[0]), dtype=int)
+             for eta in (0.0, 1.0, 0.0)]
+    assert np.array_equal(first[0], first[2])  # eta = 0 is deterministic by seed
+    assert np.abs(first[0] - first[1]).max() > 0  # eta = 1 draws fresh noise at each step
+    with pytest.raises(AppError, match="greater than maximum value 1"):
+        client.predict("", 3, 3, 1, 1.5, api_name="/generate")
+
+
 def test_api_names_types_and_descriptions(client):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     panel = ["image", "depth", "orbit_view", "orbit_azimuth", "orbit_elevation", "turntable", "plot_3d", "mesh_glb",
@@ -256,6 +265,7 @@ def test_api_names_types_and_descriptions(client):
     for key in [("/reconstruct", "t_r"), ("/reconstruct", "steps"), ("/inpaint", "steps"), ("/inpaint", "resample"),
                 ("/generate", "steps"), ("/generate", "batch_size"), ("/orbit", "sample"), ("/noise_preview", "t_r")]:
         assert types[key] == "int", key
+    assert types[("/generate", "eta")] == types[("/reconstruct", "eta")] == "float"
     assert [p["parameter_name"] for p in api["/orbit"]["parameters"]] == ["scene_id", "sample", "azimuth", "elevation"]
     for name, endpoint in api.items():
         assert len(endpoint["description"]) > 40, name

@@ -55,6 +55,30 @@ def test_inpaint_and_generate(tiny_checkpoint, photo, tmp_path):
     assert not list(out.glob("generated_*_composite.png"))
 
 
+def test_sampler_and_eta_options(tiny_checkpoint, tmp_path, capsys):
+    from rdiff.cli import build_parser, sampler_from_args
+    from rdiff.diffusion import DDIM, DDPM
+
+    parse = build_parser().parse_args
+    assert sampler_from_args(parse(["generate", "--eta", "0.5"]), "ddim") == DDIM(eta=0.5)
+    assert sampler_from_args(parse(["generate"]), "ddim") == DDIM()
+    assert sampler_from_args(parse(["generate", "--sampler", "ddpm"]), "ddim") == DDPM()
+    with pytest.raises(ValueError, match="needs --sampler ddim"):
+        sampler_from_args(parse(["generate", "--sampler", "ddpm", "--eta", "1"]), "ddim")
+    with pytest.raises(ValueError, match="eta must be in"):
+        sampler_from_args(parse(["generate", "--eta", "2"]), "ddim")
+    images = {}
+    for eta in ("0", "1"):  # the same seed: eta = 1 draws fresh noise each step, so the samples differ
+        out = tmp_path / f"eta{eta}"
+        assert main(["generate", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "3",
+                     "--frames", "6", "--eta", eta]) == 0
+        images[eta] = np.asarray(Image.open(out / "generated_s0.png"), dtype=int)
+    assert np.abs(images["0"] - images["1"]).max() > 0
+    assert main(["reconstruct", "x.png", "--checkpoint", str(tiny_checkpoint), "--sampler", "ddpm",
+                 "--eta", "0.3"]) == 2
+    assert "needs --sampler ddim" in capsys.readouterr().err
+
+
 def test_mesh_export_formats(tiny_checkpoint, photo, tmp_path, monkeypatch):
     from rdiff.scene import Scene
 

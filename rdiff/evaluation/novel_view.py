@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from rdiff.cameras import Cameras
 from rdiff.data.transforms_json import MASK_OBJECT, MASK_SHADOW
+from rdiff.diffusion import Sampler, as_sampler
 from rdiff.metrics import load_lpips, masked_psnr, masked_ssim, psnr, ssim
 from rdiff.model import RenderDiffusion
 from rdiff.sampling import reconstruct
@@ -130,6 +131,7 @@ def evaluate(
     input_view: int = 0,
     seed: int = 0,
     progress: bool = True,
+    sampler: Sampler | str = "ddim",
 ) -> EvalResult:
     """For every scene in ``data`` (transforms.json), reconstruct from view ``input_view`` at each ``t_r``
     and score all its other views against the truth, next to the copy-input and mean-image baselines.
@@ -162,7 +164,7 @@ def evaluate(
                 rows.append({"prediction": name, "scene": src.scene, "view": v,
                              "azimuth_diff": azimuth_difference(src.c2w, truth.c2w), **sc})
         for t_r in t_rs:
-            result = reconstruct(model, image, cam, t_r=t_r, steps=steps, seed=seed * 1_000_003 + k)
+            result = reconstruct(model, image, cam, t_r=t_r, steps=steps, sampler=sampler, seed=seed * 1_000_003 + k)
             own = result.images[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
             views = result.scenes[0].render(targets)
             scene_rows = []
@@ -198,6 +200,7 @@ def evaluate(
         by_azimuth[name] = per_bin
     n_views = sum(len(g) - 1 for g in groups)
     settings = {"data": str(data), "t_rs": list(t_rs), "steps": steps, "input_view": input_view, "seed": seed,
+                "sampler": repr(as_sampler(sampler)),
                 "image_size": model.config.image_size, "masks": all(f.mask is not None for g in groups for f in g)}
     return EvalResult(scenes=len(groups), views=n_views, metrics=metrics, baselines=baselines,
                       by_azimuth=by_azimuth, per_view=rows, per_scene=per_scene, settings=settings)
