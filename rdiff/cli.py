@@ -7,6 +7,7 @@ The commands that use a model take ``--model`` (alias ``--checkpoint``): a shipp
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -91,19 +92,32 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
                    help="torch threads (default: the cores the current load leaves idle, at least 1)")
 
 
-def _add_camera_args(p: argparse.ArgumentParser) -> None:
+def _add_camera_args(p: argparse.ArgumentParser, estimate: bool = True) -> None:
+    if estimate:
+        p.add_argument("--estimate-camera", action="store_true",
+                       help="estimate the input camera's elevation, distance and FOV from the image with the "
+                            "model's camera estimator (options given explicitly still win)")
     p.add_argument("--azimuth", type=float, default=None, help="input camera azimuth in degrees")
     p.add_argument("--elevation", type=float, default=None, help="input camera elevation in degrees")
     p.add_argument("--radius", type=float, default=None, help="input camera distance from the origin")
     p.add_argument("--fov", type=float, default=None, help="input camera horizontal FOV in degrees")
 
 
-def _camera(model, args):
+def _camera(model, args, image=None, estimator=None):
+    """The input camera: the options given, else the estimate (``--estimate-camera``), else the model's defaults."""
     c = model.config
+    el, r, fov = c.default_elevation, c.default_radius, c.default_fov_x
+    if getattr(args, "estimate_camera", False):
+        if estimator is None:
+            raise ValueError("this model has no camera estimator (camera_estimator.json beside its weights); "
+                             "train one with `rdiff camera train` or give --elevation / --radius / --fov")
+        est = estimator.estimate(image)
+        el, r, fov = est.elevation_deg, est.radius, math.radians(est.fov_deg)
+        print(f"estimated camera: {est.describe()}", file=sys.stderr)
     az = c.default_azimuth if args.azimuth is None else args.azimuth
-    el = c.default_elevation if args.elevation is None else args.elevation
-    r = c.default_radius if args.radius is None else args.radius
-    fov = c.default_fov_x if args.fov is None else math.radians(args.fov)
+    el = el if args.elevation is None else args.elevation
+    r = r if args.radius is None else args.radius
+    fov = fov if args.fov is None else math.radians(args.fov)
     return orbit_cameras(az, el, r, fov)
 
 
@@ -130,12 +144,13 @@ def _save_result(result, out: Path, stem: str, args) -> list[Path]:
 
 
 def _load(args):
+    """The ``--model`` as :class:`rdiff.hub.LoadedModel` (the model and its camera estimator, if any)."""
     from rdiff.hub import load_model
 
     loaded = load_model(args.checkpoint)
     if loaded.notice:
         print(loaded.notice, file=sys.stderr)
-    return loaded.model
+    return loaded
 
 
 def cmd_reconstruct(args) -> list[Path]:
@@ -143,10 +158,12 @@ def cmd_reconstruct(args) -> list[Path]:
     from rdiff.sampling import reconstruct
 
     sampler = sampler_from_args(args, "ddim")  # bad options fail before any work
-    model = _load(args)
+    loaded = _load(args)
+    model = loaded.model
     image = prepare_image(args.image, model.config.image_size)
-    result = reconstruct(model, image, _camera(model, args), t_r=args.tr, steps=args.steps or 10,
-                         sampler=sampler, seed=args.seed, progress=_progress("reconstruct"))
+    cams = _camera(model, args, image, loaded.camera_estimator)
+    result = reconstruct(model, image, cams, t_r=args.tr, steps=args.steps or 10, sampler=sampler,
+                         seed=args.seed, progress=_progress("reconstruct"))
     return _save_result(result, Path(args.out), Path(args.image).stem, args)
 
 
@@ -187,13 +204,14 @@ def cmd_inpaint(args) -> list[Path]:
     from rdiff.sampling import inpaint
 
     settings = inpaint_settings(args)
-    model = _load(args)
+    loaded = _load(args)
+    model = loaded.model
     m = model.config.image_size
     src = open_image(args.image)
     image = prepare_image(src, m)
     mask = prepare_mask(open_image(args.mask), m, image_size=src.size)
-    result = inpaint(model, image, mask[None], _camera(model, args), settings, seed=args.seed,
-                     progress=_progress("inpaint"))
+    cams = _camera(model, args, image, loaded.camera_estimator)
+    result = inpaint(model, image, mask[None], cams, settings, seed=args.seed, progress=_progress("inpaint"))
     return _save_result(result, Path(args.out), Path(args.image).stem + "_inpainted", args)
 
 
@@ -203,11 +221,41 @@ def cmd_generate(args) -> list[Path]:
     sampler = sampler_from_args(args, "ddim")
     if args.n < 1:
         raise ValueError("--n must be at least 1")
-    model = _load(args)
+    model = _load(args).model
     cams = Cameras.cat([_camera(model, args)] * args.n)
     result = generate(model, args.n, cams, steps=args.steps or 50, sampler=sampler,
                       seed=args.seed, progress=_progress("generate"))
     return _save_result(result, Path(args.out), f"generated_s{args.seed}", args)
+
+
+def cmd_camera_train(args) -> None:
+    from rdiff.config import RenderDiffusionConfig
+    from rdiff.training.camera import CameraTrainSettings, train_camera_estimator
+
+    size = args.size
+    if size is None:
+        config = Path(args.out) / "config.json"
+        if not config.is_file():
+            raise ValueError(f"{args.out} has no config.json to take the image size from: give --size")
+        size = RenderDiffusionConfig.from_dict(json.loads(config.read_text())).image_size
+    settings = CameraTrainSettings(epochs=args.epochs, seed=args.seed)
+    estimator = train_camera_estimator(args.data, args.test, size, settings)
+    estimator.save(args.out)
+    err = estimator.config.test_error
+    print(f"camera estimator ({size}x{size}) -> {args.out}; mean absolute test error "
+          f"({int(err['test_views'])} views), with the predict-the-training-mean baseline:")
+    for q, unit in (("elevation_deg", "°"), ("radius", ""), ("fov_deg", "°")):
+        print(f"  {q:14s} {err[q]:.3f}{unit}  (baseline {err[q + '_mean_baseline']:.3f}{unit})")
+
+
+def cmd_camera_estimate(args) -> None:
+    from rdiff.preprocess import prepare_image
+
+    loaded = _load(args)
+    if loaded.camera_estimator is None:
+        raise ValueError(f"model {loaded.label} has no camera estimator: train one with `rdiff camera train`")
+    image = prepare_image(args.image, loaded.model.config.image_size)
+    print(loaded.camera_estimator.estimate(image).describe())
 
 
 def cmd_train(args) -> None:
@@ -299,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1)
     _add_model_args(p)
     _add_sampler_args(p, "ddim")
-    _add_camera_args(p)
+    _add_camera_args(p, estimate=False)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train", help="train a model (use torchrun for several processes)")
@@ -329,6 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the metrics here as JSON")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("camera", help="the input-camera estimator (elevation, distance, FOV from an image)")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("train", help="train one on a dataset's posed views and save it beside a model's weights")
+    c.add_argument("--data", required=True, help="training views (folder with transforms.json)")
+    c.add_argument("--test", required=True, help="held-out views: the reported error is measured on them")
+    c.add_argument("--out", required=True, help="the model folder (weights/<name>) the estimator ships with")
+    c.add_argument("--size", type=int, default=None, help="image size (default: from --out's config.json)")
+    c.add_argument("--epochs", type=int, default=10)
+    c.add_argument("--seed", type=int, default=0)
+    _add_threads_arg(c)
+    c.set_defaults(func=cmd_camera_train)
+    c = csub.add_parser("estimate", help="estimate the camera of one image")
+    c.add_argument("image")
+    _add_model_option(c)
+    _add_threads_arg(c)
+    c.set_defaults(func=cmd_camera_estimate)
+
     p = sub.add_parser("data", help="datasets")
     dsub = p.add_subparsers(dest="dataset", required=True)
     from rdiff.data import clevr1
@@ -347,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("reconstruct", "inpaint", "generate", "eval"):
+    if args.command in ("reconstruct", "inpaint", "generate", "eval", "camera"):
         from rdiff.threads import configure_threads
 
         configure_threads(args.threads)

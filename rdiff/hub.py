@@ -9,12 +9,14 @@ model always means that model; write ``./name`` for a folder of the same name in
 from __future__ import annotations
 
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
+from rdiff.camera_estimator import CameraEstimator, find_camera_estimator
 from rdiff.model import CONFIG_NAME, CheckpointError, RenderDiffusion, looks_like_local_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -94,11 +96,26 @@ class LoadedModel:
     source: str
     notice: str | None = None
     name: str | None = None
+    #: The input-camera estimator shipped beside the checkpoint, if any (:mod:`rdiff.camera_estimator`).
+    camera_estimator: CameraEstimator | None = None
 
     @property
     def label(self) -> str:
         """How to show the model to a user: the shipped model's name, else the source."""
         return self.name or self.source
+
+
+def _estimator(source: str, model: RenderDiffusion, local_files_only: bool) -> CameraEstimator | None:
+    """The checkpoint's camera estimator on the model's device; None if it has none, it does not fit or it is
+    broken (a warning then: the model itself is fine, the user sets the camera by hand)."""
+    try:
+        estimator = find_camera_estimator(source, local_files_only=local_files_only)
+    except CheckpointError as e:
+        warnings.warn(f"{e}; the camera is not estimated for this model", stacklevel=2)
+        return None
+    if estimator is None or estimator.config.image_size != model.config.image_size:
+        return None
+    return estimator.to(model.device)
 
 
 def load_model(
@@ -123,7 +140,8 @@ def load_model(
     local_files_only = local_files_only or offline  # offline: the local Hub cache may still have it
     try:
         model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
-        return LoadedModel(model.to(device).eval(), target, name=shipped_name(target, weights))
+        return LoadedModel(model.to(device).eval(), target, name=shipped_name(target, weights),
+                           camera_estimator=_estimator(target, model, local_files_only))
     except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
         is_local = Path(target).exists() or looks_like_local_path(target)
         if fallback is None or is_local or str(fallback) == target:
@@ -140,4 +158,5 @@ def load_model(
             reason = "the Hugging Face Hub is unreachable and it is not in the local cache"
         model = RenderDiffusion.from_pretrained(str(fallback))
         notice = f"Could not load {target!r} ({reason}); using the shipped weights in {Path(fallback).name}/ instead."
-        return LoadedModel(model.to(device).eval(), fallback, notice, shipped_name(fallback, weights))
+        return LoadedModel(model.to(device).eval(), fallback, notice, shipped_name(fallback, weights),
+                           _estimator(str(fallback), model, True))
