@@ -35,16 +35,16 @@ its next yield (previews come every 0.5 s) and frees the worker at once; it retu
 session's previous result stays. docs/reliability.md has the measurements behind these settings.
 
 API endpoints (``gradio_client``; ``Client(url).view_api()`` lists them with descriptions and types):
-``/load_model``, ``/noise_preview``, ``/reconstruct``, ``/inpaint``, ``/generate``, ``/orbit``, ``/sample``,
-``/reconstruct_orbit``, ``/inpaint_orbit``, ``/generate_orbit``; undocumented: ``/model_examples`` (the
-example galleries of the session's last loaded model, run after ``/load_model``). Outputs have names chosen
-here (``image``, ``depth``, ``orbit_view``, ..., ``scene_id``: :func:`demo.components.named`), step counts
-are typed ``int`` (:class:`demo.components.IntSlider`) and ``/generate``'s last output is the plain list of
-its samples. Every run stores its result in :class:`demo.results.SceneStore` (an LRU, 64 results, 2 h after
-last use) under the ``scene_id`` it returns: ``/orbit`` (scene_id, sample, azimuth, elevation) and
-``/sample`` (scene_id, sample: all panel outputs of that sample) work from any client. The ``/*_orbit``
-endpoints re-render the calling session's last result (keep one ``Client`` per session) and refuse a session
-without one.
+``/load_model``, ``/estimate_camera``, ``/noise_preview``, ``/reconstruct``, ``/inpaint``, ``/generate``,
+``/orbit``, ``/sample``, ``/reconstruct_orbit``, ``/inpaint_orbit``, ``/generate_orbit``; undocumented:
+``/model_examples`` (the example galleries of the session's last loaded model, run after ``/load_model``).
+Outputs have names chosen here (``image``, ``depth``, ``orbit_view``, ..., ``scene_id``:
+:func:`demo.components.named`), step counts are typed ``int`` (:class:`demo.components.IntSlider`) and
+``/generate``'s last output is the plain list of its samples. Every run stores its result in
+:class:`demo.results.SceneStore` (an LRU, 64 results, 2 h after last use) under the ``scene_id`` it returns:
+``/orbit`` (scene_id, sample, azimuth, elevation) and ``/sample`` (scene_id, sample: all panel outputs of that
+sample) work from any client. The ``/*_orbit`` endpoints re-render the calling session's last result (keep one
+``Client`` per session) and refuse a session without one.
 The inpaint editor value is ``{"background": image, "layers": [mask_rgba], "composite": None}``:
 the mask is the alpha channel of ``layers[0]`` (painted = fill in); a layer of another size is scaled to
 the image when it has the same shape, else refused. Images reach the handlers unconverted (any mode).
@@ -118,7 +118,8 @@ class CameraSliders:
     @classmethod
     def build(cls, config: RenderDiffusionConfig, tab: str) -> CameraSliders:
         """The camera sliders of ``tab`` (their API names, as /load_model's outputs: ``<tab>_azimuth``, ...)."""
-        with gr.Accordion("Input camera (must match the photo's viewpoint)", open=True):
+        with gr.Accordion("Input camera (must match the photo's viewpoint; estimated on upload where the model "
+                          "ships a camera estimator)", open=True):
             with gr.Row():
                 az = gr.Slider(0, 360, value=config.default_azimuth % 360, step=1, label="Azimuth (°)")
                 el = gr.Slider(-10, 89, value=config.default_elevation, step=1, label="Elevation (°)")
@@ -226,8 +227,8 @@ class ResultPanel:
         progress into the notes. At the click the notes say a run is starting; the handler clears the old
         outputs once the run has started (an input mistake leaves them, and its message shows once, as a
         toast); a run that fails midway gets the session's current result back (``restore_extra(state)``: the
-        value of ``extra``, the task's output after the panel's). The 3D viewers are emptied with the mesh file
-        and filled when the run succeeds.
+        value of ``extra``, the task's output after the panel's). The 3D viewers are hidden with the mesh file
+        emptied and shown, filled, when the run succeeds.
         """
         self.show_mesh(event, handlers)
         restore = handlers.restore if restore_extra is None else (lambda st: (*handlers.restore(st),
@@ -239,14 +240,17 @@ class ResultPanel:
 
     def show_mesh(self, event: Any, handlers: Handlers) -> None:
         """After ``event`` succeeds, show the scene's GLB and its Gaussian splats in the Model3D viewers."""
-        event.success(handlers.mesh, self.state, self.model3d, api_visibility="private", queue=False,
-                      show_progress="hidden")
-        event.success(handlers.splats, self.state, self.splats3d, api_visibility="private", queue=False,
-                      show_progress="hidden")
+        event.success(lambda st: gr.update(value=handlers.mesh(st), visible=True), self.state, self.model3d,
+                      api_visibility="private", queue=False, show_progress="hidden")
+        event.success(lambda st: gr.update(value=handlers.splats(st), visible=True), self.state, self.splats3d,
+                      api_visibility="private", queue=False, show_progress="hidden")
 
     def wire_clearing(self) -> None:
-        """Empty the 3D viewers whenever the mesh file is emptied (a new run clears its outputs)."""
-        self.mesh_file.change(lambda f: (gr.skip(), gr.skip()) if f else (None, None), self.mesh_file,
+        """Hide the 3D viewers whenever the mesh file is emptied (a new run clears its outputs); the result's
+        files show them again. Hidden, not emptied: emptying a gr.Model3D whose Babylon.js viewer is still
+        loading its environment texture throws inside the viewer ('postProcessManager' of null)."""
+        hidden = gr.update(visible="hidden")  # still in the DOM: the viewer is not torn down
+        self.mesh_file.change(lambda f: (gr.skip(), gr.skip()) if f else (hidden, hidden), self.mesh_file,
                               [self.model3d, self.splats3d], api_visibility="private", queue=False,
                               show_progress="hidden")
 
@@ -697,6 +701,12 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         for tab in (rec, inp, gen):
             tab.panel.wire_orbit(handlers, f"{tab.name}_orbit", tab.name)
 
+        # An uploaded image's camera (elevation, distance, FOV) from the model's estimator, if it has one;
+        # examples set their own known cameras and so are not estimated.
+        rec.image.upload(handlers.estimate_camera, [model_box, rec.image], rec.cameras.inputs[1:],
+                         api_name="estimate_camera", queue=False, show_progress="hidden")
+        inp.inputs[0].upload(handlers.estimate_camera, [model_box, inp.inputs[0]], inp.cameras.inputs[1:],
+                             api_visibility="private", queue=False, show_progress="hidden")
         gr.on([rec.image.change, rec.t_r.change, rec.seed.change], fn=handlers.noise_preview,
               inputs=[model_box, rec.image, rec.t_r, rec.seed], outputs=rec.noised, api_name="noise_preview",
               concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, trigger_mode="always_last",

@@ -234,7 +234,41 @@ class Handlers:
             gr.Warning(loaded.notice)
         return loaded.model, [loaded.notice] if loaded.notice else []
 
+    def camera_notes(self, source: str | None, azimuth: Any, elevation: Any, radius: Any, fov: Any) -> list[str]:
+        """A warning (shown and returned as a note) when the input camera lies outside the model's training
+        cameras (known from its camera estimator; without one, nothing is said)."""
+        estimator = self.registry.get(source).camera_estimator
+        if estimator is None:
+            return []
+        outside = estimator.config.outside([float(elevation), float(radius), float(fov)])
+        if not outside:
+            return []
+        note = ("The input camera is outside the cameras this model was trained on (" + "; ".join(outside) +
+                "): expect a poor reconstruction unless the photo really was taken so.")
+        gr.Warning(note)
+        return [note]
+
     # ------------------------------------------------------------------------------ previews
+    def estimate_camera(self, model_source: str | None, image: Any) -> tuple:
+        """Elevation, distance and FOV slider values estimated from ``image`` (a file path, PIL image or an
+        ImageEditor value) by the model's camera estimator; unchanged (skips) when the model has none."""
+        if isinstance(image, dict):  # the Inpaint editor's value
+            image = image.get("background")
+        if image is None:
+            return _skip(), _skip(), _skip()
+        with user_errors("Estimating the camera"):
+            loaded = self.registry.get(model_source)
+            if loaded.camera_estimator is None:
+                return _skip(), _skip(), _skip()
+            est = loaded.camera_estimator.estimate(_image_tensor(image, loaded.model))
+            if est.in_range:
+                gr.Info(f"Camera estimated from the image: {est.describe()}. Adjust the sliders if it looks off.")
+            else:
+                gr.Warning(f"This image does not look like {loaded.label}'s training views: its camera estimate "
+                           f"is outside the trained range ({'; '.join(est.outside)}). The sliders are set to the "
+                           "nearest trained camera; results may be poor.")
+            return round(est.elevation_deg), round(round(est.radius / 0.05) * 0.05, 2), round(est.fov_deg * 2) / 2
+
     def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> str | None:
         """The model's input at t = t_r: the image downsized to M x M and noised exactly as Reconstruct will."""
         if image is None:
@@ -305,6 +339,7 @@ class Handlers:
             model, notes = self._model(source)
             x = _image_tensor(image, model)
             cams = camera(azimuth, elevation, radius, fov)
+            notes += self.camera_notes(source, azimuth, elevation, radius, fov)
             t = _int(t_r, "t_r", 0, model.diffusion.timesteps - 1)
             loop = reconstruct_steps(model, x, cams, t_r=t, steps=_int(steps, "steps", 1, MAX_STEPS),
                                      sampler=_ddim(eta), seed=_seed(seed))
@@ -322,6 +357,7 @@ class Handlers:
             model, notes = self._model(source)
             image, mask = editor_image_and_mask(editor, model.config.image_size)
             cams = camera(azimuth, elevation, radius, fov)
+            notes += self.camera_notes(source, azimuth, elevation, radius, fov)
             settings = replace(InpaintSettings(), steps=_int(steps, "steps", 1, MAX_STEPS),
                                jump_n_sample=_int(resample, "resample", 1, MAX_RESAMPLE))
             loop = inpaint_steps(model, image, mask[None], cams, settings, seed=_seed(seed))

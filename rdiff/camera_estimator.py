@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ ESTIMATOR_CONFIG = "camera_estimator.json"
 ESTIMATOR_WEIGHTS = "camera_estimator.safetensors"
 #: The estimated quantities, in the order of the network's outputs.
 QUANTITIES = ("elevation_deg", "radius", "fov_deg")
+UNITS = {"elevation_deg": ("elevation", "°"), "radius": ("distance", ""), "fov_deg": ("FOV", "°")}
 
 
 @dataclass
@@ -43,6 +45,8 @@ class CameraEstimatorConfig:
     hidden: int = 128
     #: Mean absolute test error per quantity (and the predict-the-training-mean baseline's), set by training.
     test_error: dict[str, float] = field(default_factory=dict)
+    #: How it was trained (the command line), for the model card.
+    command: str = ""
 
     def __post_init__(self) -> None:
         for name in QUANTITIES:
@@ -55,6 +59,17 @@ class CameraEstimatorConfig:
     def ranges(self) -> Tensor:
         """``(3, 2)``: the [low, high] training range of each quantity."""
         return torch.tensor([getattr(self, q) for q in QUANTITIES], dtype=torch.float32)
+
+    def outside(self, values: Sequence[float], margin: float = 0.05) -> list[str]:
+        """Which of ``(elevation degrees, distance, FOV degrees)`` lie outside the training ranges (by more than
+        ``margin`` of each range), as readable phrases, e.g. ``"elevation 75° (trained 10-60°)"``."""
+        out = []
+        for q, v in zip(QUANTITIES, values):
+            lo, hi = getattr(self, q)
+            if v < lo - margin * (hi - lo) or v > hi + margin * (hi - lo):
+                name, unit = UNITS[q]
+                out.append(f"{name} {v:.3g}{unit} (trained {lo:.3g}-{hi:.3g}{unit})")
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,16 +138,8 @@ class CameraEstimator(nn.Module):
     def estimate(self, image: Tensor) -> CameraEstimate:
         """The camera of one image ``(3, S, S)`` or ``(1, 3, S, S)`` in [-1, 1], clamped to the trained ranges."""
         values = self.predict(image.reshape(1, *image.shape[-3:]))[0].tolist()
-        units = {"elevation_deg": ("elevation", "°"), "radius": ("distance", ""), "fov_deg": ("FOV", "°")}
-        clamped, outside = [], []
-        for q, v in zip(QUANTITIES, values):
-            lo, hi = getattr(self.config, q)
-            c = min(max(v, lo), hi)
-            # a margin of 5% of the range: a network trained on the range rarely lands exactly inside it
-            if v < lo - 0.05 * (hi - lo) or v > hi + 0.05 * (hi - lo):
-                name, unit = units[q]
-                outside.append(f"{name} {v:.3g}{unit} (trained {lo:.3g}-{hi:.3g}{unit})")
-            clamped.append(c)
+        outside = self.config.outside(values)
+        clamped = [min(max(v, lo), hi) for v, (lo, hi) in zip(values, self.config.ranges().tolist())]
         return CameraEstimate(*clamped, in_range=not outside, outside=tuple(outside))
 
     # ---------------------------------------------------------------------------- files

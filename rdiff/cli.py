@@ -240,6 +240,8 @@ def cmd_camera_train(args) -> None:
         size = RenderDiffusionConfig.from_dict(json.loads(config.read_text())).image_size
     settings = CameraTrainSettings(epochs=args.epochs, seed=args.seed)
     estimator = train_camera_estimator(args.data, args.test, size, settings)
+    estimator.config.command = (f"python -m rdiff camera train --data {args.data} --test {args.test} "
+                                f"--out {args.out} --epochs {args.epochs} --seed {args.seed}")
     estimator.save(args.out)
     err = estimator.config.test_error
     print(f"camera estimator ({size}x{size}) -> {args.out}; mean absolute test error "

@@ -62,7 +62,7 @@ Object-only PSNR by azimuth difference between the input and the novel view:
 `orbit_examples.png` shows test inputs (left column) and orbits of their reconstructions at t_r = 0;
 `samples_64.png` (made with `python scripts/sample_sheet.py {out} {out}/samples_64.png`) shows 64
 unconditional samples (50 DDIM steps, seeds 0-63, the default camera).
-
+{camera}
 ## Limitations
 {limitations}
 """
@@ -147,6 +147,34 @@ def orbit_sheet(model: RenderDiffusion, data: Path, out: Path, scenes: int = 6, 
     Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST).save(out)
 
 
+def camera_markdown(out: Path) -> str:
+    """The card's camera-estimator section (empty without ``camera_estimator.json`` in ``out``)."""
+    path = out / "camera_estimator.json"
+    if not path.exists():
+        return ""
+    cfg = json.loads(path.read_text())
+    err = cfg["test_error"]
+    quantities = (("elevation_deg", "elevation", "°"), ("radius", "distance", ""), ("fov_deg", "horizontal FOV", "°"))
+    rows = "\n".join(
+        f"| {label} | {err[q]:.2f}{u} | {err[q + '_mean_baseline']:.2f}{u} | {cfg[q][0]:.3g}-{cfg[q][1]:.3g}{u} |"
+        for q, label, u in quantities)
+    return f"""
+## Camera estimator
+`camera_estimator.safetensors` (+ `.json`) is a small CNN that estimates the input camera's elevation, distance
+and FOV from an image (azimuth is free: the model works in a view-aligned frame). The app fills its camera
+sliders from it when an image is uploaded and warns when a camera lies outside the trained ranges; the CLI
+uses it with `--estimate-camera` (`rdiff camera estimate IMAGE --model {out.name}`). Trained on the training
+views ({int(err['train_views'])}), mean absolute error on the {int(err['test_views'])} test views:
+
+| quantity | estimator | always the training mean | trained range |
+|---|---|---|---|
+{rows}
+
+Distance and FOV trade off (a nearer camera with a narrower FOV frames an object alike), so they are
+estimated less well than elevation. Command: `{cfg.get('command') or 'python -m rdiff camera train'}`
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--run", default="runs/clevr1")
@@ -189,6 +217,7 @@ def main() -> None:
         training=Path(args.training).read_text().strip(), eval_steps=args.steps,
         eval_command=f"python -m rdiff eval --checkpoint {out} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
+        camera=camera_markdown(out),
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
     )
     (out / "README.md").write_text(card)
