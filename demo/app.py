@@ -84,6 +84,34 @@ STATE_SESSIONS = 200  # sessions whose gr.State is kept (each holds a few MB of 
 CSS = """
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 .run-notes { min-height: 3.5em; }
+.upload-message:empty { display: none; }
+.upload-message { color: var(--error-text-color); background: var(--error-background-fill);
+                  border: 1px solid var(--error-border-color); border-radius: 6px; padding: 6px 10px; }
+"""
+
+#: Page script (runs once on load). The image editor decodes an upload in the browser and, for a file that is
+#: not an image, only logs an error and stays empty; this checks each file picked for the editor and says so
+#: under it (cleared by the next readable image).
+UPLOAD_CHECK_JS = """
+() => {
+  const say = (text) => {
+    const box = document.getElementById("inpaint-upload-message");
+    if (box) box.textContent = text;
+  };
+  document.addEventListener("change", async (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.closest("#inpaint-editor")) return;
+    const file = input.files && input.files[0];
+    if (!file) return;
+    try {
+      (await createImageBitmap(file)).close();
+      say("");
+    } catch (err) {
+      say(`"${file.name}" is not an image the browser can read (PNG, JPEG, WebP, GIF or BMP): ` +
+          "the editor stays empty. Upload an image file, or pick an example.");
+    }
+  }, true);
+}
 """
 
 INTRO = f"""
@@ -410,7 +438,8 @@ def reconstruct_tab(config: RenderDiffusionConfig, model_examples: gr.State, exa
 
 def inpaint_tab(config: RenderDiffusionConfig, model_examples: gr.State, examples: list[Example]) -> TaskTab:
     intro = ("3D-aware inpainting (RePaint): upload an image, **paint over the region to fill in** "
-             "with the brush, then run. The painted layer is the mask.")
+             "with the brush, then run. The painted layer is the mask. Start each stroke on the image: the "
+             "editor ignores strokes that begin in the margin around it.")
     with TaskTab.layout("inpaint", "Inpaint", intro) as tab:
         with tab.inputs_column:
             # image_mode=None: images reach the handler as uploaded (Gradio's RGBA conversion would
@@ -423,6 +452,7 @@ def inpaint_tab(config: RenderDiffusionConfig, model_examples: gr.State, example
                 elem_id="inpaint-editor",
             )
             tab.buttons("Inpaint")
+            gr.HTML('<div id="inpaint-upload-message" class="upload-message" role="alert"></div>', padding=False)
             examples_column = gr.Column()
             tab.cameras = CameraSliders.build(config, "inpaint")
             with examples_column:
@@ -703,10 +733,13 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
 
         # An uploaded image's camera (elevation, distance, FOV) from the model's estimator, if it has one;
         # examples set their own known cameras and so are not estimated.
+        # (queued: its toast says what was estimated)
+        estimate = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
         rec.image.upload(handlers.estimate_camera, [model_box, rec.image], rec.cameras.inputs[1:],
-                         api_name="estimate_camera", queue=False, show_progress="hidden")
-        inp.inputs[0].upload(handlers.estimate_camera, [model_box, inp.inputs[0]], inp.cameras.inputs[1:],
-                             api_visibility="private", queue=False, show_progress="hidden")
+                         api_name="estimate_camera", **estimate)
+        estimated = gr.State(None)  # the Inpaint editor re-fires upload when shown again: estimate once per image
+        inp.inputs[0].upload(handlers.estimate_camera_once, [model_box, inp.inputs[0], estimated],
+                             [*inp.cameras.inputs[1:], estimated], api_visibility="private", **estimate)
         gr.on([rec.image.change, rec.t_r.change, rec.seed.change], fn=handlers.noise_preview,
               inputs=[model_box, rec.image, rec.t_r, rec.seed], outputs=rec.noised, api_name="noise_preview",
               concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, trigger_mode="always_last",
@@ -730,7 +763,7 @@ def launch(app: gr.Blocks, **kwargs: Any):
     ``mcp_server=True`` (or env ``GRADIO_MCP_SERVER=True``, read by Gradio) also serves every public endpoint
     as an MCP tool (described by its docstring), at ``/gradio_api/mcp/``; it needs ``gradio[mcp]``.
     """
-    options: dict[str, Any] = dict(css=CSS, max_file_size=MAX_FILE_SIZE, show_error=False,
+    options: dict[str, Any] = dict(css=CSS, js=UPLOAD_CHECK_JS, max_file_size=MAX_FILE_SIZE, show_error=False,
                                    state_session_capacity=STATE_SESSIONS)
     options.update(kwargs)
     return app.launch(**options)

@@ -11,6 +11,7 @@ with a readable message; anything unexpected is logged and reported without a tr
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -195,6 +196,17 @@ def _ddim(eta: Any) -> DDIM:
     return DDIM(eta=_float(0.0 if eta is None else eta, "eta", 0.0, 1.0))
 
 
+def _image_key(image: Any) -> str | None:
+    """What identifies an input image: its path, or a hash of its pixels (PIL images, editor values)."""
+    if isinstance(image, dict):
+        image = image.get("background")
+    if image is None or isinstance(image, str):
+        return image
+    if isinstance(image, Image.Image):
+        return hashlib.sha1(image.tobytes() + repr((image.size, image.mode)).encode()).hexdigest()
+    return repr(image)
+
+
 def _seed(value: Any) -> int:
     return _int(0 if value is None else value, "seed", 0, 2**31 - 1)
 
@@ -268,6 +280,14 @@ class Handlers:
                            f"is outside the trained range ({'; '.join(est.outside)}). The sliders are set to the "
                            "nearest trained camera; results may be poor.")
             return round(est.elevation_deg), round(round(est.radius / 0.05) * 0.05, 2), round(est.fov_deg * 2) / 2
+
+    def estimate_camera_once(self, model_source: str | None, image: Any, last: Any) -> tuple:
+        """:meth:`estimate_camera`, skipped when this image was estimated last time (``last``: the key returned
+        then, kept in a gr.State): the image editor fires its upload event again when it is re-shown."""
+        key = _image_key(image)
+        if key == last:
+            return _skip(), _skip(), _skip(), last
+        return (*self.estimate_camera(model_source, image), key)
 
     def noise_preview(self, model_source: str | None, image: Any, t_r: Any, seed: Any) -> str | None:
         """The model's input at t = t_r: the image downsized to M x M and noised exactly as Reconstruct will."""
@@ -511,7 +531,8 @@ def editor_image_and_mask(editor: Any, size: int) -> tuple[torch.Tensor, torch.T
     background = open_image(editor["background"])
     layers = [layer for layer in (editor.get("layers") or []) if layer is not None]
     if not layers:
-        raise InputError("the mask is empty: paint over the part of the image to fill in")
+        raise InputError("the mask is empty: paint over the part of the image to fill in (start each stroke on "
+                         "the image: strokes that begin in the margin around it are ignored by the editor)")
     try:
         layer = open_image(layers[0])
     except InputError as e:

@@ -135,7 +135,8 @@ def prepare_mask(mask, size: int, image_size: tuple[int, int] | None = None) -> 
     small = np.asarray(sq.resize((size, size), Image.BOX), dtype=np.float32) / 255.0
     binary = (small >= 0.5).astype(np.float32)
     if binary.sum() == 0:
-        raise InputError("the mask is empty: paint over the part of the image to fill in")
+        raise InputError("the mask is empty: paint over the part of the image to fill in (start each stroke on "
+                         "the image: strokes that begin in the margin around it are ignored by the editor)")
     if binary.sum() == binary.size:
         raise InputError("the mask covers the whole image: leave some pixels unpainted (or use Generate)")
     return torch.from_numpy(binary)

@@ -53,6 +53,20 @@ def make_tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def make_estimating_checkpoint(folder: Path, outputs: list[float]) -> Path:
+    """A tiny checkpoint with a camera estimator that always answers the normalised ``outputs``
+    (ranges: elevation 10-60°, distance 2.5-3.5, FOV 40-50°; e.g. [0.2, -0.5, 1.0] -> 40°, 2.75, 50°)."""
+    from rdiff.camera_estimator import CameraEstimator, CameraEstimatorConfig
+
+    make_tiny_checkpoint(folder)
+    estimator = CameraEstimator(CameraEstimatorConfig(16, (10.0, 60.0), (2.5, 3.5), (40.0, 50.0)))
+    with torch.no_grad():
+        estimator.head[-1].weight.zero_()
+        estimator.head[-1].bias.copy_(torch.tensor(outputs))
+    estimator.save(folder)
+    return folder
+
+
 #: The tiny shipped models of :func:`make_shipped`: name -> config overrides (other default cameras and T).
 SHIPPED = {
     "clevr1-32": {},

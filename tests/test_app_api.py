@@ -15,7 +15,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 trimesh = pytest.importorskip("trimesh")
 
-from app_server import running_app  # noqa: E402
+from app_server import make_estimating_checkpoint, running_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -230,27 +230,11 @@ def test_inpaint_result_is_the_scene_not_the_composite(server, tmp_path):
     assert np.abs(shown[known] - x[known]).mean() > 10  # the untrained model's scene does not: the result shows it
 
 
-def _with_estimator(folder: Path, outputs: list[float]) -> Path:
-    """A tiny checkpoint whose camera estimator always answers the normalised ``outputs``."""
-    import torch
-    from app_server import make_tiny_checkpoint
-
-    from rdiff.camera_estimator import CameraEstimator, CameraEstimatorConfig
-
-    make_tiny_checkpoint(folder)
-    estimator = CameraEstimator(CameraEstimatorConfig(16, (10.0, 60.0), (2.5, 3.5), (40.0, 50.0)))
-    with torch.no_grad():
-        estimator.head[-1].weight.zero_()
-        estimator.head[-1].bias.copy_(torch.tensor(outputs))
-    estimator.save(folder)
-    return folder
-
-
 def test_estimate_camera_and_out_of_range_warning(client, server, tmp_path):
     image = handle_file(str(EXAMPLE.path()))
-    ckpt = str(_with_estimator(tmp_path / "estimating", [0.2, -0.5, 1.0]))
+    ckpt = str(make_estimating_checkpoint(tmp_path / "estimating", [0.2, -0.5, 1.0]))
     assert client.predict(ckpt, image, api_name="/estimate_camera") == (40, 2.75, 50.0)  # the sliders' values
-    far = str(_with_estimator(tmp_path / "far", [3.0, 0.0, 0.0]))  # elevation 110: clamped to the range
+    far = str(make_estimating_checkpoint(tmp_path / "far", [3.0, 0.0, 0.0]))  # elevation 110: clamped to the range
     assert client.predict(far, image, api_name="/estimate_camera")[0] == 60
     out = reconstruct(client, image, camera=(0, 85, 3.0, 45), source=ckpt)  # the user's camera, outside
     assert "outside the cameras this model was trained on (elevation 85°" in out[OUT["notes"]]

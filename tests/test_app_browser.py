@@ -263,3 +263,43 @@ def test_run_feedback_layout_and_input_mistakes(browser, server):
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "run_feedback.png"), full_page=True)
         assert not errors, errors
+
+
+def test_upload_checks_and_camera_estimate(browser, server, tmp_path):
+    """A file that is not an image, uploaded into the Inpaint editor, is named under it (the editor itself stays
+    silent); an image uploaded to Reconstruct fills the camera sliders from the model's camera estimator."""
+    from app_server import make_estimating_checkpoint
+    from playwright.sync_api import expect
+
+    from demo.examples import load_examples
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    estimating = make_estimating_checkpoint(tmp_path / "estimating", [0.2, -0.5, 1.0])  # 40°, 2.75, 50°
+    with app_page(browser, server.url, 1400) as (page, errors):
+        page.get_by_role("tab", name="Inpaint").click()
+        editor = page.locator("#inpaint-editor")
+        editor.locator("canvas").first.wait_for(timeout=30_000)
+        message = page.locator("#inpaint-upload-message")
+        editor.locator("input[type=file]").first.set_input_files(str(tmp_path / "notes.txt"))
+        expect(message).to_contain_text('"notes.txt" is not an image', timeout=10_000)
+        editor.locator("input[type=file]").first.set_input_files(str(load_examples()[1].path()))
+        expect(message).to_have_text("", timeout=10_000)  # a readable image clears it
+        # the editor's own decoding error for the text file is the expected consequence of that input
+        errors[:] = [e for e in errors if "could not be decoded" not in e]
+
+        picker = page.locator("#model-picker input")
+        picker.click()
+        picker.fill(str(estimating))
+        picker.press("Enter")
+        page.locator("#model-status").get_by_text(str(estimating)).wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Reconstruct").click()
+        elevation = page.locator("input[aria-label='number input for Elevation (°)']:visible")
+        expect(elevation).not_to_have_value("40")
+        page.locator("#reconstruct-input input[type=file]").first.set_input_files(str(load_examples()[0].path()))
+        expect(elevation).to_have_value("40", timeout=30_000)
+        expect(page.locator("input[aria-label='number input for Distance (scene units)']:visible")).to_have_value(
+            "2.75")
+        expect(page.locator(".toast-body").get_by_text("Camera estimated from the image")).to_be_visible()
+        if os.environ.get("RDIFF_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "camera_estimate.png"))
+        assert not errors, errors
