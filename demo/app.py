@@ -670,7 +670,7 @@ def wire_scene_api(handlers: Handlers, sample_outputs: list[gr.components.Compon
 
 def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry | None = None,
               store: OutputStore | None = None, concurrency: int | None = None, max_queue: int = 16,
-              assets: Path | None = None) -> gr.Blocks:
+              assets: Path | None = None, example_result: bool = True) -> gr.Blocks:
     """Build the app (queue configured; call :func:`launch` or ``.launch()`` on the result).
 
     Args:
@@ -682,6 +682,8 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         concurrency: diffusion jobs run at once (default env ``RDIFF_CONCURRENCY`` or 1).
         max_queue: requests allowed to wait in the queue.
         assets: the folder of the per-model example folders (default ``assets/``: ``assets/<model>/``).
+        example_result: when a page opens, show the default model's first example reconstructed in the
+            Reconstruct tab (computed once, shared by all visitors).
     """
     source = str(model_source or os.environ.get("RDIFF_MODEL") or "") or None
     registry = registry or ModelRegistry(source)
@@ -740,6 +742,12 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         estimated = gr.State(None)  # the Inpaint editor re-fires upload when shown again: estimate once per image
         inp.inputs[0].upload(handlers.estimate_camera_once, [model_box, inp.inputs[0], estimated],
                              [*inp.cameras.inputs[1:], estimated], api_visibility="private", **estimate)
+        if example_result:
+            shown = app.load(lambda src, current: handlers.example_result(src, (current or [None])[0]),
+                             [model_box, model_examples], [rec.image, *rec.cameras.inputs, *rec.panel.outputs],
+                             api_visibility="private", concurrency_id=DIFFUSION, concurrency_limit=concurrency,
+                             show_progress="hidden")
+            rec.panel.show_mesh(shown, handlers)
         gr.on([rec.image.change, rec.t_r.change, rec.seed.change], fn=handlers.noise_preview,
               inputs=[model_box, rec.image, rec.t_r, rec.seed], outputs=rec.noised, api_name="noise_preview",
               concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, trigger_mode="always_last",

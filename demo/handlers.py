@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from demo.examples import Example
 from demo.models import ModelRegistry
 from demo.results import (
     DISPLAY_SIZE,
@@ -233,6 +235,8 @@ class Handlers:
         self.scenes = scenes or SceneStore()  # every run's result by scene id (API access from any client)
         self.preview_interval_s = preview_interval_s
         self.concurrent_jobs = concurrent_jobs  # diffusion jobs at once: each gets its share of the idle cores
+        self._examples: dict[tuple[str, str], ResultState] = {}  # example results shown on page open, per model
+        self._examples_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------- models
     def model_info(self, source: str | None, reload: bool = False) -> ModelInfo:
@@ -349,6 +353,35 @@ class Handlers:
             raise InputError(f"unknown scene id {scene_id!r}: use the scene_id a run of /reconstruct, /inpaint or "
                              f"/generate returned; the app keeps the last {self.scenes.max_items} results, each "
                              f"for {self.scenes.max_age_s / 3600:g} h after its last use") from None
+
+    def example_result(self, source: str | None, example: Example | None,
+                       progress: ProgressFn = _no_progress) -> tuple:
+        """What the Reconstruct tab shows when the page opens: ``example``'s image and camera, then the panel
+        of its reconstruction (t_r = 0), so that a visitor sees a 3D result before running anything.
+
+        Computed once per model and example, and shared by every session (read-only; orbiting renders from
+        it; a new run replaces it in the session) while its files last. No example: nothing changes.
+        """
+        if example is None:
+            return (_skip(),) * 5 + PanelValues().outputs()
+        with user_errors("The example result"):
+            model, notes = self._model(source)
+            key = (self.registry.key(source), str(example.path()))
+            with self._examples_lock:
+                state = self._examples.get(key)
+                if state is None or not state.workdir.exists():
+                    configure_threads(None, self.concurrent_jobs)
+                    x = _image_tensor(str(example.path()), model)
+                    cams = camera(*example.camera_row())
+                    *_, last = reconstruct_steps(model, x, cams, t_r=0, steps=1, seed=0)
+                    state = make_state("reconstruct", result_from_step(model, last, cams),
+                                       self.store.request_dir("example"), notes)
+                    self.scenes.add(state)
+                    self._examples[key] = state
+                panel = self._panel(state, progress)
+        panel.notes = (f"**Example result**, ready when the page opened: *{example.title}* reconstructed at "
+                       "t_r = 0. Drag the orbit sliders or the splats, or upload your own image.\n\n" + panel.notes)
+        return (str(example.path()), *example.camera_row(), *panel.outputs())
 
     # ------------------------------------------------------------------------------- tasks
     def reconstruct(self, source: str | None, image: Any, azimuth: Any, elevation: Any, radius: Any, fov: Any,

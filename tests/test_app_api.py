@@ -250,6 +250,25 @@ def test_estimate_camera_and_out_of_range_warning(client, server, tmp_path):
     assert handlers.estimate_camera(ckpt, editor) == (40, 2.75, 50.0)  # the Inpaint editor's value
 
 
+def test_example_result_is_computed_once_and_shared(server, tmp_path, model_calls):
+    from demo.handlers import Handlers
+    from demo.results import OutputStore
+
+    handlers = Handlers(server.registry, OutputStore(tmp_path / "out"))
+    first = handlers.example_result(str(server.checkpoint), EXAMPLE)
+    assert first[0] == str(EXAMPLE.path()) and list(first[1:5]) == CAMERA  # the input and its camera
+    panel = first[5:]
+    for name in ("image", "depth", "orbit", "video", "mesh_file"):
+        assert Path(panel[OUT[name]]).is_file(), name
+    assert "Example result" in panel[OUT["notes"]] and EXAMPLE.title in panel[OUT["notes"]]
+    calls = len(model_calls)
+    assert calls >= 1
+    again = handlers.example_result(str(server.checkpoint), EXAMPLE)[5:]  # a second visitor: no model call
+    assert len(model_calls) == calls and again[OUT["scene_id"]] == panel[OUT["scene_id"]]
+    assert handlers.scenes.get(panel[OUT["scene_id"]]) is not None  # /orbit works on it from any client
+    assert all(v is not None for v in handlers.example_result("", None)[:5])  # no example: all skipped
+
+
 # --------------------------------------------------------------------------------------- generate
 
 

@@ -303,3 +303,21 @@ def test_upload_checks_and_camera_estimate(browser, server, tmp_path):
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "camera_estimate.png"))
         assert not errors, errors
+
+
+def test_page_opens_with_an_example_result(browser, shipped_server):
+    """A visitor sees a 3D result before running anything: the default model's first example, reconstructed."""
+    from playwright.sync_api import expect
+
+    with app_page(browser, shipped_server.url, 1400) as (page, errors):
+        notes = page.locator("#reconstruct-notes")
+        expect(notes).to_contain_text("Example result", timeout=60_000)
+        image = page.locator("#reconstruct-image img")
+        image.wait_for(timeout=10_000)
+        assert image.evaluate("img => img.complete && img.naturalWidth") >= 64
+        assert page.locator("#reconstruct-input img").count() == 1  # the example is the input
+        page.locator("#reconstruct-splats canvas").wait_for(timeout=60_000)  # the 3D viewers are filled
+        if os.environ.get("RDIFF_SCREENSHOTS"):
+            page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "page_open.png"), full_page=True)
+        assert page.locator(".toast-body.error").count() == 0
+        assert not errors, errors
