@@ -73,18 +73,23 @@ def pack(src: Path, out: Path) -> dict:
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` (the dataset folder itself)."""
+    """Extract ``archive`` into ``dest`` (the dataset folder itself: the archive's top folder is dropped).
+
+    Extraction goes through tarfile's ``data`` filter: absolute paths, paths leaving ``dest``, links and
+    device files are refused with an error instead of being written.
+    """
     dest = Path(dest)
     with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        root = members[0].name.split("/")[0]
-        for m in members:
-            if not m.isfile() or ".." in Path(m.name).parts:
-                continue
-            target = dest / Path(m.name).relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(m) as f:  # type: ignore[union-attr]
-                target.write_bytes(f.read())
+        root = tar.getmembers()[0].name.split("/")[0]
+
+        def strip_root(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+            member = tarfile.data_filter(member, path)
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 2 or parts[0] != root:
+                return None
+            return member.replace(name=str(Path(*parts[1:])), deep=False)
+
+        tar.extractall(dest, filter=strip_root)
     return dest
 
 

@@ -33,3 +33,19 @@ def test_pack_unpack_round_trip(tmp_path):
         assert 10 * np.log10(1 / mse) > 38  # JPEG q95 4:4:4
         assert all((x.mask == y.mask).all() and np.allclose(x.c2w, y.c2w) for x, y in zip(a, b))
     assert (back / "scenes.json").read_text() == (data / "scenes.json").read_text()
+
+
+def test_unpack_refuses_paths_leaving_the_folder(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("toy/ok.txt", "toy/../../escaped.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+    run = subprocess.run([sys.executable, str(SCRIPT), "unpack", str(archive), str(tmp_path / "out" / "data")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "OutsideDestinationError" in run.stderr
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()
