@@ -211,8 +211,8 @@ class ResultPanel:
                         "intact where the 3D scene is not (e.g. after Stop).")
         gr.Markdown(caption, elem_classes=["panel-caption"])
         with gr.Row():
-            az = gr.Slider(0, 360, value=0, step=1, label="Orbit azimuth (°)")
-            el = gr.Slider(-30, 89, value=30, step=1, label="Orbit elevation (°)")
+            az = gr.Slider(0, 360, value=0, step=1, label="Orbit azimuth (°)", elem_id=f"{name}-orbit-azimuth")
+            el = gr.Slider(-30, 89, value=30, step=1, label="Orbit elevation (°)", elem_id=f"{name}-orbit-elevation")
         with gr.Row(equal_height=True):
             video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280,
                              elem_id=f"{name}-video")

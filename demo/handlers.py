@@ -524,9 +524,17 @@ class Handlers:
         assert last is not None
         state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
         self.scenes.add(state)
-        rendering = PanelValues(notes="⏳ Denoising done: rendering the depth, turntable, mesh and splats…")
-        yield outputs(rendering, None)
+        yield outputs(self._first_view(state), None)  # on screen at once; the 3D files stream in after it
         yield outputs(self._panel(state, progress), "result", state)
+
+    def _first_view(self, state: ResultState) -> PanelValues:
+        """The result's image and orbit view with its scene (orbiting works from here on), while the depth,
+        turntable, plot, mesh and splats are still being rendered."""
+        az, el, _ = state.scene.input_view
+        return PanelValues(
+            image=str(state.images[state.selected]), orbit=self.store.frame_file(orbit_image(state.scene, az, el)),
+            orbit_azimuth=round(az % 360, 1), orbit_elevation=round(el, 1), scene_id=state.scene_id, state=state,
+            notes="⏳ Denoising done: rendering the depth, turntable, mesh and splats…")
 
     def _preview(self, step: Step) -> PanelValues:
         """The current x0 estimate (the render of the current triplane) and the progress in the notes."""

@@ -1,0 +1,197 @@
+"""Latency a user feels, in a real (headless) Chromium on the app serving a shipped model:
+
+* **first result**: click Reconstruct (t_r = 0, the example the page opened with) -> the result image on
+  screen (the depth, turntable, mesh and splats stream in after it);
+* **orbit slider**: one step of the orbit-azimuth slider -> the new orbit view on screen;
+* **splat orbit**: frames the browser draws per second while the Gaussian splats are dragged (gr.Model3D's
+  viewer renders in requestAnimationFrame, so the callback rate while dragging is its frame rate).
+
+    python benchmarks/bench_browser.py                      # clevr1-32, ~1 min
+    python benchmarks/bench_browser.py --model chairs-64 --out benchmarks/results/bench_browser_chairs.json
+
+Run it on an idle machine (the numbers include the server's model calls). Needs Chromium (Debian
+``chromium``) and playwright (in requirements-dev.txt). Writes results/bench_browser.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_render import write_report  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+
+#: Resolves with the time (performance.now) at which ``selector``'s image shows a new picture: its source
+#: changes from ``old``, or it goes away (a run clears its outputs; a re-run of the same input may return the
+#: same file) and comes back, loaded.
+WAIT_FOR_NEW_IMAGE = """async ([selector, old]) => {
+  const img = () => document.querySelector(selector);
+  const loaded = (i) => i && i.src && i.complete && i.naturalWidth > 0;
+  const deadline = performance.now() + 60000;
+  const tick = async () => {
+    if (performance.now() > deadline) throw new Error(`no new image in ${selector} within 60 s`);
+    await new Promise((r) => setTimeout(r, 2));
+  };
+  let gone = false;
+  while (true) {
+    const i = img();
+    gone = gone || !i || !i.src;
+    if (loaded(i) && (gone || i.src !== old)) return performance.now();
+    await tick();
+  }
+}"""
+
+#: Resolves when the notes say the result is there (they arrive with the result image, which a re-run of the
+#: same input may return under the same URL) and the result image is loaded.
+WAIT_FOR_RESULT = """async ([notes, selector]) => {
+  const deadline = performance.now() + 60000;
+  while (true) {
+    const text = (document.querySelector(notes) || {}).innerText || "";
+    const i = document.querySelector(selector);
+    if (/Denoising done|Input view/.test(text) && !/Example result/.test(text) && i && i.complete && i.naturalWidth > 0)
+      return performance.now();
+    if (performance.now() > deadline) throw new Error("no result within 60 s");
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}"""
+
+COUNT_FRAMES = """async (ms) => {
+  let frames = 0;
+  const end = performance.now() + ms;
+  while (performance.now() < end) { await new Promise((r) => requestAnimationFrame(r)); frames++; }
+  return frames / (ms / 1000);
+}"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _src(page, selector: str) -> str:
+    return page.evaluate("(s) => { const i = document.querySelector(s); return i ? i.src : ''; }", selector)
+
+
+def measure(url: str, repeats: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(url)
+        page.locator("#reconstruct-notes").get_by_text("Example result").wait_for(timeout=120_000)
+        page.wait_for_timeout(2000)  # the example's 3D files load
+
+        first = []
+        for _ in range(repeats):
+            start = page.evaluate("() => performance.now()")
+            page.locator("#reconstruct-run").click()
+            first.append(page.evaluate(WAIT_FOR_RESULT, ["#reconstruct-notes", "#reconstruct-image img"]) - start)
+            page.locator("#reconstruct-notes").get_by_text("Input view").wait_for(timeout=120_000)
+            page.wait_for_timeout(1500)
+        out["first_result_ms"] = {"median": statistics.median(first), "all": first}
+        print("first result", [round(v) for v in first], flush=True)
+
+        slider = page.locator("#reconstruct-orbit-azimuth input[type=range]")
+        slider.scroll_into_view_if_needed()
+        steps = []
+        for i in range(repeats * 2):
+            old = _src(page, "#reconstruct-orbit img")
+            start = page.evaluate("() => performance.now()")
+            slider.focus()
+            slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")  # one slider step (1 degree)
+            steps.append(page.evaluate(WAIT_FOR_NEW_IMAGE, ["#reconstruct-orbit img", old]) - start)
+            page.wait_for_timeout(300)
+        out["orbit_slider_ms"] = {"median": statistics.median(steps), "all": steps}
+
+        canvas = page.locator("#reconstruct-splats canvas")
+        canvas.scroll_into_view_if_needed()
+        page.wait_for_timeout(2000)
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        idle = page.evaluate(COUNT_FRAMES, 1000)
+        page.mouse.move(x, y)
+        page.mouse.down()
+        counter = page.evaluate_handle(f"() => ({COUNT_FRAMES})(3000)")
+        t0 = time.time()
+        i = 0
+        while time.time() - t0 < 3.0:  # keep dragging for the 3 s being counted
+            i += 1
+            page.mouse.move(x + 60 * ((i % 20) - 10) / 10, y, steps=2)
+        page.mouse.up()
+        out["splat_drag_fps"] = counter.json_value()
+        out["idle_page_fps"] = idle
+        browser.close()
+    return out
+
+
+def measure_api(url: str, repeats: int) -> dict:
+    """The server's share, through gradio_client: click-to-first-result and one orbit re-render."""
+    from gradio_client import Client, handle_file
+
+    from demo.examples import load_examples
+
+    client = Client(url, verbose=False)
+    example = load_examples()[0]
+    first, orbit = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        job = client.submit("", handle_file(str(example.path())), *example.camera_row(), 0, 1, 0,
+                            api_name="/reconstruct")
+        while not any(o and o[0] for o in job.outputs()):  # the first update carrying the result image
+            if job.done() and not job.outputs():
+                raise RuntimeError(f"/reconstruct failed: {job.exception()}")
+            time.sleep(0.002)
+        first.append(1000 * (time.perf_counter() - start))
+        job.result()
+    for i in range(repeats * 2):
+        start = time.perf_counter()
+        client.predict(30 + i, 30, api_name="/reconstruct_orbit")
+        orbit.append(1000 * (time.perf_counter() - start))
+    return {"api_first_result_ms": {"median": statistics.median(first), "all": first},
+            "api_orbit_ms": {"median": statistics.median(orbit), "all": orbit}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="clevr1-32")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_browser.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from demo.app import build_app, launch
+    from demo.results import OutputStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = build_app(args.model, store=OutputStore(Path(tmp)))
+        port = _port()
+        launch(app, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            result = {**measure_api(url, args.repeats), **measure(url, args.repeats)}
+        finally:
+            app.close()
+    report = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "loadavg": os.getloadavg(), "model": args.model, **result}
+    for key in ("api_first_result_ms", "api_orbit_ms", "first_result_ms", "orbit_slider_ms"):
+        print(f"{key}: median {result[key]['median']:.0f} ms  (all: {[round(v) for v in result[key]['all']]})")
+    print(f"splat drag: {result['splat_drag_fps']:.1f} frames/s (idle page {result['idle_page_fps']:.1f})")
+    write_report(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
