@@ -389,7 +389,8 @@ def test_stop_ends_the_run_with_a_result(server, tmp_path):
 
 def test_a_run_clears_the_old_outputs_and_reports_progress_in_the_notes(server, tmp_path):
     """The first yield (the run has started) empties every output but the orbit sliders and the state; the
-    previews carry the progress in the notes (the app shows no Gradio progress bar); the last is the result."""
+    previews carry the progress in the notes (the app shows no Gradio progress bar); as soon as denoising ends
+    the result image, orbit view and scene go out, then the full result with its 3D files."""
     from demo.handlers import Handlers
     from demo.results import OutputStore
 
@@ -401,9 +402,13 @@ def test_a_run_clears_the_old_outputs_and_reports_progress_in_the_notes(server, 
     assert "step 1 of 6" in first[OUT["notes"]]
     for key in ("orbit_azimuth", "orbit_elevation", "state"):
         assert first[OUT[key]] == gr.skip(), key  # kept: the session's previous scene stays orbitable
-    notes = [v[OUT["notes"]] for v in middle]
-    assert any("step 3 of 6" in n for n in notes) and "rendering" in notes[-1]
-    assert all(isinstance(v[OUT["state"]], dict) for v in middle)  # the state changes only with the result
+    *previews, first_view = middle
+    notes = [v[OUT["notes"]] for v in previews]
+    assert any("step 3 of 6" in n for n in notes)
+    assert all(isinstance(v[OUT["state"]], dict) for v in previews)  # the state changes only with the result
+    assert "rendering" in first_view[OUT["notes"]] and first_view[OUT["state"]] is last[OUT["state"]]
+    assert Path(first_view[OUT["image"]]).is_file() and Path(first_view[OUT["orbit"]]).is_file()
+    assert isinstance(first_view[OUT["video"]], dict)  # the turntable and the rest come with the last yield
     assert "Input view" in last[OUT["notes"]] and Path(last[OUT["mesh_file"]]).is_file()
 
 
