@@ -737,16 +737,20 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         # examples set their own known cameras and so are not estimated.
         # (queued: its toast says what was estimated)
         estimate = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
-        rec.image.upload(handlers.estimate_camera, [model_box, rec.image], rec.cameras.inputs[1:],
+        rec.image.upload(on_gpu(handlers.estimate_camera), [model_box, rec.image], rec.cameras.inputs[1:],
                          api_name="estimate_camera", **estimate)
         estimated = gr.State(None)  # the Inpaint editor re-fires upload when shown again: estimate once per image
-        inp.inputs[0].upload(handlers.estimate_camera_once, [model_box, inp.inputs[0], estimated],
+        inp.inputs[0].upload(on_gpu(handlers.estimate_camera_once), [model_box, inp.inputs[0], estimated],
                              [*inp.cameras.inputs[1:], estimated], api_visibility="private", **estimate)
         if example_result:
-            shown = app.load(lambda src, current: handlers.example_result(src, (current or [None])[0]),
-                             [model_box, model_examples], [rec.image, *rec.cameras.inputs, *rec.panel.outputs],
-                             api_visibility="private", concurrency_id=DIFFUSION, concurrency_limit=concurrency,
-                             show_progress="hidden")
+            @on_gpu
+            def example(source, examples, current):
+                return handlers.example_result(source, (examples or [None])[0], current)
+
+            # its own queue group: page opens never take the diffusion runs' slots
+            shown = app.load(example, [model_box, model_examples, rec.image],
+                             [rec.image, *rec.cameras.inputs, *rec.panel.outputs], api_visibility="private",
+                             concurrency_id="example", concurrency_limit=2, show_progress="hidden")
             rec.panel.show_mesh(shown, handlers)
         gr.on([rec.image.change, rec.t_r.change, rec.seed.change], fn=handlers.noise_preview,
               inputs=[model_box, rec.image, rec.t_r, rec.seed], outputs=rec.noised, api_name="noise_preview",

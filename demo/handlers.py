@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -198,6 +199,13 @@ def _ddim(eta: Any) -> DDIM:
     return DDIM(eta=_float(0.0 if eta is None else eta, "eta", 0.0, 1.0))
 
 
+def _files_exist(state: ResultState) -> bool:
+    """Whether a result's image and its rendered files are all still on disk."""
+    files = state.files.get(state.selected)
+    paths = [*state.images, *([] if files is None else [files.depth, files.video, files.mesh, files.splat])]
+    return files is not None and all(p is None or p.exists() for p in paths)
+
+
 def _image_key(image: Any) -> str | None:
     """What identifies an input image: its path, or a hash of its pixels (PIL images, editor values)."""
     if isinstance(image, dict):
@@ -259,7 +267,7 @@ class Handlers:
         outside = estimator.config.outside([float(elevation), float(radius), float(fov)])
         if not outside:
             return []
-        note = ("The input camera is outside the cameras this model was trained on (" + "; ".join(outside) +
+        note = ("The input camera is outside the training cameras (" + "; ".join(outside) +
                 "): expect a poor reconstruction unless the photo really was taken so.")
         gr.Warning(note)
         return [note]
@@ -354,31 +362,38 @@ class Handlers:
                              f"/generate returned; the app keeps the last {self.scenes.max_items} results, each "
                              f"for {self.scenes.max_age_s / 3600:g} h after its last use") from None
 
-    def example_result(self, source: str | None, example: Example | None,
+    def example_result(self, source: str | None, example: Example | None, current: Any = None,
                        progress: ProgressFn = _no_progress) -> tuple:
         """What the Reconstruct tab shows when the page opens: ``example``'s image and camera, then the panel
         of its reconstruction (t_r = 0), so that a visitor sees a 3D result before running anything.
 
-        Computed once per model and example, and shared by every session (read-only; orbiting renders from
-        it; a new run replaces it in the session) while its files last. No example: nothing changes.
+        Computed once per model and example and shared by every session (read-only: orbiting renders from it,
+        a new run replaces it in the session); its files are kept from pruning while it is shown, and it is
+        computed again if they are gone. Nothing changes without an example, or when the visitor has already
+        put an image in (``current``: the Reconstruct input's value when this runs).
         """
-        if example is None:
+        if example is None or current is not None:
             return (_skip(),) * 5 + PanelValues().outputs()
         with user_errors("The example result"):
             model, notes = self._model(source)
             key = (self.registry.key(source), str(example.path()))
-            with self._examples_lock:
+            with self._examples_lock:  # one computation per model and example, however many pages open at once
                 state = self._examples.get(key)
-                if state is None or not state.workdir.exists():
+                if state is None or not _files_exist(state):
                     configure_threads(None, self.concurrent_jobs)
                     x = _image_tensor(str(example.path()), model)
                     cams = camera(*example.camera_row())
                     *_, last = reconstruct_steps(model, x, cams, t_r=0, steps=1, seed=0)
                     state = make_state("reconstruct", result_from_step(model, last, cams),
                                        self.store.request_dir("example"), notes)
-                    self.scenes.add(state)
+                    ensure_files(state, lambda i, n, what: progress((i, n), desc=what, unit="parts"))
                     self._examples[key] = state
-                panel = self._panel(state, progress)
+                os.utime(state.workdir)  # in use: the output store prunes folders by age
+                try:
+                    self.scenes.get(state.scene_id or "")  # a use, so the scene store keeps it
+                except KeyError:
+                    self.scenes.add(state)  # new, or evicted by newer results: /orbit needs its id
+            panel = self._panel(state, progress)
         panel.notes = (f"**Example result**, ready when the page opened: *{example.title}* reconstructed at "
                        "t_r = 0. Drag the orbit sliders or the splats, or upload your own image.\n\n" + panel.notes)
         return (str(example.path()), *example.camera_row(), *panel.outputs())
@@ -528,12 +543,13 @@ class Handlers:
         yield outputs(self._panel(state, progress), "result", state)
 
     def _first_view(self, state: ResultState) -> PanelValues:
-        """The result's image and orbit view with its scene (orbiting works from here on), while the depth,
-        turntable, plot, mesh and splats are still being rendered."""
+        """The result's image and orbit view, while the depth, turntable, plot, mesh and splats are still being
+        rendered. The session's state (and the scene id) change only with the full result, so that a failure
+        while rendering puts the previous result back (``restore``)."""
         az, el, _ = state.scene.input_view
         return PanelValues(
             image=str(state.images[state.selected]), orbit=self.store.frame_file(orbit_image(state.scene, az, el)),
-            orbit_azimuth=round(az % 360, 1), orbit_elevation=round(el, 1), scene_id=state.scene_id, state=state,
+            orbit_azimuth=round(az % 360, 1), orbit_elevation=round(el, 1),
             notes="⏳ Denoising done: rendering the depth, turntable, mesh and splats…")
 
     def _preview(self, step: Step) -> PanelValues:

@@ -288,8 +288,8 @@ def make_state(task: str, result: SampleResult, out_dir: Path, notes: list[str])
 def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneFiles:
     """The selected scene's files, rendered on first use and then reused."""
     i = state.selected
-    if i not in state.files:
-        state.workdir.mkdir(parents=True, exist_ok=True)  # may have been pruned during a long session
+    if i not in state.files or not state.files[i].depth.exists():  # pruned during a long session: again
+        state.workdir.mkdir(parents=True, exist_ok=True)
         state.files[i] = scene_files(state.scenes[i], state.workdir, f"{state.task}_{i:02d}", progress)
     return state.files[i]
 

@@ -82,7 +82,8 @@ class CameraEstimatorConfig:
 
 @dataclass(frozen=True)
 class CameraEstimate:
-    """An estimated input camera, clamped to the training ranges (``in_range``: no clamping was needed)."""
+    """An estimated input camera, clamped to the training ranges; ``in_range``: every raw estimate lay within
+    its range or less than 5% of the range outside it (a margin a network fitted to the range often needs)."""
 
     elevation_deg: float
     radius: float

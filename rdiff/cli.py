@@ -180,7 +180,7 @@ def inpaint_settings(args) -> InpaintSettings:
     return replace(
         base,
         steps=args.steps or base.steps,
-        sampler=sampler_from_args(args, type(base.sampler).__name__.lower()),
+        sampler=base.sampler if args.sampler is None and args.eta is None else sampler_from_args(args, "ddim"),
         jump_length=args.jump_length or base.jump_length,
         jump_n_sample=args.resample or base.jump_n_sample,
         harmonize_t_r=None if args.no_harmonize else base.harmonize_t_r,
@@ -232,12 +232,18 @@ def cmd_camera_train(args) -> None:
     from rdiff.config import RenderDiffusionConfig
     from rdiff.training.camera import CameraTrainSettings, train_camera_estimator
 
+    if args.epochs < 1:
+        raise ValueError("--epochs must be at least 1")
     size = args.size
-    if size is None:
-        config = Path(args.out) / "config.json"
-        if not config.is_file():
-            raise ValueError(f"{args.out} has no config.json to take the image size from: give --size")
-        size = RenderDiffusionConfig.from_dict(json.loads(config.read_text())).image_size
+    config = Path(args.out) / "config.json"
+    if config.is_file():
+        model_size = RenderDiffusionConfig.from_dict(json.loads(config.read_text())).image_size
+        if size is not None and size != model_size:
+            raise ValueError(f"--size {size} does not match the model in {args.out} ({model_size}x{model_size}): "
+                             "its estimator would be ignored")
+        size = model_size
+    elif size is None:
+        raise ValueError(f"{args.out} has no config.json to take the image size from: give --size")
     settings = CameraTrainSettings(epochs=args.epochs, seed=args.seed)
     estimator = train_camera_estimator(args.data, args.test, size, settings)
     estimator.config.command = (f"python -m rdiff camera train --data {args.data} --test {args.test} "

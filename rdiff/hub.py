@@ -110,12 +110,15 @@ def _estimator(source: str, model: RenderDiffusion, local_files_only: bool) -> C
     broken (a warning then: the model itself is fine, the user sets the camera by hand)."""
     try:
         estimator = find_camera_estimator(source, local_files_only=local_files_only)
-    except CheckpointError as e:
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with it, the model itself still loads
         warnings.warn(f"{e}; the camera is not estimated for this model", stacklevel=2)
         return None
-    if estimator is None or estimator.config.image_size != model.config.image_size:
+    if estimator is not None and estimator.config.image_size != model.config.image_size:
+        warnings.warn(f"the camera estimator of {source} takes {estimator.config.image_size}x"
+                      f"{estimator.config.image_size} images but the model {model.config.image_size}x"
+                      f"{model.config.image_size}: not used (train it again with `rdiff camera train`)", stacklevel=2)
         return None
-    return estimator.to(model.device)
+    return None if estimator is None else estimator.to(model.device)
 
 
 def load_model(
@@ -139,9 +142,7 @@ def load_model(
     offline = not Path(target).is_dir() and not local_files_only and not hub_reachable()
     local_files_only = local_files_only or offline  # offline: the local Hub cache may still have it
     try:
-        model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only)
-        return LoadedModel(model.to(device).eval(), target, name=shipped_name(target, weights),
-                           camera_estimator=_estimator(target, model, local_files_only))
+        model = RenderDiffusion.from_pretrained(target, local_files_only=local_files_only).to(device).eval()
     except Exception as e:  # noqa: BLE001 - hub/network errors come in many types
         is_local = Path(target).exists() or looks_like_local_path(target)
         if fallback is None or is_local or str(fallback) == target:
@@ -158,5 +159,8 @@ def load_model(
             reason = "the Hugging Face Hub is unreachable and it is not in the local cache"
         model = RenderDiffusion.from_pretrained(str(fallback))
         notice = f"Could not load {target!r} ({reason}); using the shipped weights in {Path(fallback).name}/ instead."
-        return LoadedModel(model.to(device).eval(), fallback, notice, shipped_name(fallback, weights),
+        model = model.to(device).eval()
+        return LoadedModel(model, fallback, notice, shipped_name(fallback, weights),
                            _estimator(str(fallback), model, True))
+    return LoadedModel(model, target, name=shipped_name(target, weights),
+                       camera_estimator=_estimator(target, model, local_files_only))

@@ -38,10 +38,13 @@ def test_the_diffusion_handlers_run_under_spaces_gpu(monkeypatch, tiny_checkpoin
 
     app = demo_app.build_app(registry=ModelRegistry(str(tiny_checkpoint), device="cpu"),
                              store=OutputStore(tmp_path))
-    assert sorted(name for name, _ in decorated) == ["generate", "inpaint", "reconstruct", "sample", "select"]
+    assert sorted(name for name, _ in decorated) == ["estimate_camera", "estimate_camera_once", "example",
+                                                     "generate", "inpaint", "reconstruct", "sample", "select"]
     assert {d for _, d in decorated} == {demo_app.GPU_DURATION_S}
     params = app.get_api_info()["named_endpoints"]["/reconstruct"]["parameters"]  # signatures survive the wrap
     assert [p["parameter_name"] for p in params][:3] == ["model_source", "image", "azimuth"]
+    params = app.get_api_info()["named_endpoints"]["/estimate_camera"]["parameters"]
+    assert [p["parameter_name"] for p in params] == ["model_source", "image"]
 
 
 def test_mcp_flag(monkeypatch, capsys):

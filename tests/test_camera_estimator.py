@@ -105,3 +105,14 @@ def test_cli_train_estimate_and_reconstruct(posed_data, tiny_checkpoint, tmp_pat
     assert main(["camera", "train", "--data", str(posed_data / "train"), "--test", str(posed_data / "test"),
                  "--out", str(tmp_path / "no-model")]) == 2
     assert "give --size" in capsys.readouterr().err
+
+
+def test_estimator_of_another_size_is_not_used(trained, tiny_checkpoint, tmp_path, capsys):
+    config = CameraEstimatorConfig(32, (10.0, 60.0), (2.5, 3.5), (40.0, 50.0))
+    CameraEstimator(config).save(tiny_checkpoint)  # the tiny model takes 16x16 images
+    with pytest.warns(UserWarning, match="takes 32x32 images but the model 16x16"):
+        assert load_model(tiny_checkpoint).camera_estimator is None
+    data = tmp_path / "none"
+    assert main(["camera", "train", "--data", str(data), "--test", str(data), "--out", str(tiny_checkpoint),
+                 "--size", "32"]) == 2
+    assert "does not match the model" in capsys.readouterr().err

@@ -22,7 +22,12 @@ def test_eval_reproduces_exactly_on_regenerated_data(tmp_path, tiny_model):
     finally:
         torch.set_num_threads(threads)
     assert first.scenes == second.scenes == 3
-    assert first.per_scene == second.per_scene  # every scene's every metric, exactly
-    assert first.metrics == second.metrics and first.baselines == second.baselines
+    assert first.baselines == second.baselines  # the regenerated data is the same, exactly
+    # every scene's every metric: to far below the cards' last digit (float sums may group by thread count)
+    assert len(first.per_scene) == len(second.per_scene) == 6
+    for a, b in zip(first.per_scene, second.per_scene):
+        assert a.keys() == b.keys() and a["scene"] == b["scene"]
+        for k, v in a.items():
+            assert v == b[k] if isinstance(v, str) else abs(v - b[k]) < 1e-6, (a["scene"], k)
     other_seed = evaluate(tiny_model, tmp_path / "a" / "test", (5,), steps=2, seed=1, progress=False)
     assert other_seed.metrics["5"]["psnr"] != first.metrics["5"]["psnr"]  # the seed is what changes the noise
