@@ -539,8 +539,9 @@ class Handlers:
         assert last is not None
         state = make_state(task, result_from_step(model, last, cams), self.store.request_dir(task), notes)
         self.scenes.add(state)
-        yield outputs(self._first_view(state), None)  # on screen at once; the 3D files stream in after it
-        yield outputs(self._panel(state, progress), "result", state)
+        view = self._first_view(state)
+        yield outputs(view, None)  # on screen at once; the 3D files stream in after it
+        yield outputs(self._panel(state, progress, view), "result", state)
 
     def _first_view(self, state: ResultState) -> PanelValues:
         """The result's image and orbit view, while the depth, turntable, plot, mesh and splats are still being
@@ -556,16 +557,13 @@ class Handlers:
         """The current x0 estimate (the render of the current triplane) and the progress in the notes."""
         return PanelValues(image=self.store.frame_file(_strip(step.x0)), notes=progress_note(step))
 
-    def _panel(self, state: ResultState, progress: ProgressFn) -> PanelValues:
-        """Every output of the selected scene of ``state`` (its 3D files rendered on first use)."""
+    def _panel(self, state: ResultState, progress: ProgressFn, view: PanelValues | None = None) -> PanelValues:
+        """Every output of the selected scene of ``state`` (its 3D files rendered on first use): its
+        :meth:`_first_view` (``view``, if already made) plus the files, notes, scene id and state."""
         files = ensure_files(state, lambda i, n, what: progress((i, n), desc=what, unit="parts"))
-        az, el, _ = state.scene.input_view
-        return PanelValues(
-            image=str(state.images[state.selected]), depth=str(files.depth),
-            orbit=self.store.frame_file(orbit_image(state.scene, az, el)),
-            orbit_azimuth=round(az % 360, 1), orbit_elevation=round(el, 1), video=str(files.video),
-            plot=files.figure, mesh_file=str(files.mesh) if files.mesh else None,
-            notes=notes_markdown(state, files), scene_id=state.scene_id, state=state)
+        return replace(view or self._first_view(state), depth=str(files.depth), video=str(files.video),
+                       plot=files.figure, mesh_file=str(files.mesh) if files.mesh else None,
+                       notes=notes_markdown(state, files), scene_id=state.scene_id, state=state)
 
 
 def progress_note(step: Step, width: int = 24) -> str:
