@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import socket
 import statistics
 import sys
@@ -59,11 +60,11 @@ WAIT_FOR_RESULT = """async ([notes, selector, before]) => {
   const deadline = performance.now() + 60000;
   while (true) {
     const text = (document.querySelector(notes) || {}).innerText || "";
+    if (performance.now() > deadline) throw new Error(`no result within 60 s (notes: ${text.slice(0, 80)})`);
     if (text === before) { await new Promise((r) => setTimeout(r, 2)); continue; }  // the click not shown yet
     const i = document.querySelector(selector);
     if (/Denoising done|Input view/.test(text) && !/Example result/.test(text) && i && i.complete && i.naturalWidth > 0)
       return performance.now();
-    if (performance.now() > deadline) throw new Error("no result within 60 s");
     await new Promise((r) => setTimeout(r, 2));
   }
 }"""
@@ -82,6 +83,23 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+_PHASE = ["start"]
+
+
+def _phase(name: str) -> None:
+    """Name the phase being measured (printed, and named by the watchdog if it stalls)."""
+    _PHASE[0] = name
+    print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
+
+
+def _watchdog(seconds: int) -> None:
+    """Abort with the stalled phase's name instead of hanging (page.evaluate has no timeout of its own)."""
+    def expire(*_):
+        raise TimeoutError(f"bench_browser: no progress within {seconds} s, stalled in: {_PHASE[0]}")
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+
+
 def _src(page, selector: str) -> str:
     return page.evaluate("(s) => { const i = document.querySelector(s); return i ? i.src : ''; }", selector)
 
@@ -93,11 +111,13 @@ def measure(url: str, repeats: int) -> dict:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        _phase("browser: page load and example result")
         page.goto(url)
         page.locator("#reconstruct-notes").get_by_text("Example result").wait_for(timeout=120_000)
         page.wait_for_timeout(2000)  # the example's 3D files load
 
         first = []
+        _phase("browser: first result")
         for _ in range(repeats):
             before = page.locator("#reconstruct-notes").inner_text()
             start = page.evaluate("() => performance.now()")
@@ -109,6 +129,7 @@ def measure(url: str, repeats: int) -> dict:
         out["first_result_ms"] = {"median": statistics.median(first), "all": first}
         print("first result", [round(v) for v in first], flush=True)
 
+        _phase("browser: orbit slider")
         slider = page.locator("#reconstruct-orbit-azimuth input[type=range]")
         slider.scroll_into_view_if_needed()
         steps = []
@@ -121,6 +142,7 @@ def measure(url: str, repeats: int) -> dict:
             page.wait_for_timeout(300)
         out["orbit_slider_ms"] = {"median": statistics.median(steps), "all": steps}
 
+        _phase("browser: splat drag")
         canvas = page.locator("#reconstruct-splats canvas")
         canvas.scroll_into_view_if_needed()
         page.wait_for_timeout(2000)
@@ -148,6 +170,7 @@ def measure_api(url: str, repeats: int) -> dict:
 
     from demo.examples import load_examples
 
+    _phase("api")
     client = Client(url, verbose=False)
     example = load_examples()[0]
     first, orbit = [], []
@@ -173,9 +196,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="clevr1-32")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--timeout", type=int, default=600, help="abort (naming the stalled phase) after this")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_browser.json"))
     args = parser.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    _watchdog(args.timeout)
+    _phase(f"server: loading {args.model}")
     from demo.app import build_app, launch
     from demo.results import OutputStore
 

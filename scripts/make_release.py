@@ -78,7 +78,7 @@ DATASETS = {
         limitations="- Trained on synthetic single-object scenes only; real photos are out of distribution "
                     "(use t_r > 0).\n- 32x32 resolution: meshes are coarse (marching cubes on a 64^3 density "
                     "grid).\n- The input camera must match the image (elevation 15-60 degrees, distance ~3, FOV ~45 "
-                    "degrees in training); the camera estimator below fills it in from the image."),
+                    "degrees in training); the camera estimator (section above) fills it in from the image."),
     "chairs": dict(
         title="chairs 64x64", tag="chairs", license="mit",
         description="procedural chairs (Infinigen's `ChairFactory`, BSD-3-Clause; a distinct chair per scene) "
@@ -88,7 +88,7 @@ DATASETS = {
         limitations="- Procedural chairs only; real photos and other furniture are out of distribution (use "
                     "t_r > 0).\n- 64x64 images and 64x64 triplanes (the paper: 256x256): thin legs and slats "
                     "are blurred.\n- The input camera must match the image (elevation 10-60 degrees, distance "
-                    "2.7-3.3, FOV 40-50 degrees in training); the camera estimator below fills it in."),
+                    "2.7-3.3, FOV 40-50 degrees in training); the camera estimator (section above) fills it in."),
     "planes": dict(
         title="planes 64x64", tag="airplanes", license="gpl-2.0",
         description="the aircraft of Debian's `flightgear-data-ai` (GPL-2+; liveries, scale and colour jitter) "
