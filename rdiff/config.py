@@ -31,6 +31,11 @@ class RenderDiffusionConfig:
     attention_levels: tuple[int, ...] = ()
     dropout: float = 0.0
     camera_conditioning: bool = True
+    # geometry-aware encoder options (rdiff.lifting; off = the paper's encoder). Both start as no-ops, so a model
+    # trained without them can be fine-tuned with them (init_from):
+    ray_conditioning: bool = False  # add per-pixel Plücker ray embeddings of the input camera to the U-Net's stem
+    lift_features: int = 0  # > 0: project this many U-Net output channels onto the triplane (pixel-aligned)
+    lift_depths: int = 8  # depths per triplane texel at which lift_features are read from the image
     # MLP decoder
     decoder_hidden: int = 64
     decoder_layers: int = 2
@@ -77,6 +82,8 @@ class RenderDiffusionConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if self.coarse_samples < 2 or self.fine_samples < 0:
             raise ValueError("need >= 2 coarse samples and >= 0 fine samples")
+        if self.lift_features < 0 or self.lift_depths < 1:
+            raise ValueError("lift_features must be >= 0 and lift_depths >= 1")
         if self.timesteps < 2:
             raise ValueError("timesteps must be >= 2")
 

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rdiff.cameras import Cameras
 from rdiff.config import RenderDiffusionConfig
+from rdiff.lifting import ProjectiveLift, RayEmbedding
 
 CAMERA_FEATURES = 13  # see rdiff.cameras.Cameras.conditioning
 
@@ -69,7 +71,10 @@ class TriplaneEncoder(nn.Module):
     """U-Net encoder: ``x_t (B,3,M,M), t (B,), camera (B,13) -> triplane (B,3,n_f,N,N)``.
 
     The U-Net runs at image resolution ``M``; extra upsampling stages lift its output to the
-    triplane resolution ``N`` before a 1x1 convolution emits ``3 * n_f`` channels.
+    triplane resolution ``N`` before a 1x1 convolution emits ``3 * n_f`` channels. Optional, geometry-aware
+    (``rdiff.lifting``; both need the input cameras in the triplane frame): Plücker ray embeddings added to the
+    stem (``ray_conditioning``) and features projected from the U-Net's output onto the triplane
+    (``lift_features``).
     """
 
     def __init__(self, cfg: RenderDiffusionConfig) -> None:
@@ -84,6 +89,7 @@ class TriplaneEncoder(nn.Module):
             else None
         )
         self.stem = nn.Conv2d(3, ch, 3, padding=1)
+        self.rays = RayEmbedding(ch) if cfg.ray_conditioning else None
 
         self.down = nn.ModuleList()
         skips = [ch]
@@ -120,6 +126,16 @@ class TriplaneEncoder(nn.Module):
             lift += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1), _norm(c), nn.SiLU()]
         self.lift = nn.Sequential(*lift)
         self.head = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, 3 * cfg.triplane_channels, 1))
+        self.projective = (
+            ProjectiveLift(c, cfg.lift_features, cfg.lift_depths, cfg.triplane_channels, cfg.triplane_size,
+                           cfg.scene_bound)
+            if cfg.lift_features else None
+        )
+
+    @property
+    def needs_cameras(self) -> bool:
+        """Whether :meth:`forward` needs the input cameras (ray embeddings or projective lifting)."""
+        return self.rays is not None or self.projective is not None
 
     def embed(self, t: Tensor, camera: Tensor | None) -> Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels))
@@ -129,9 +145,15 @@ class TriplaneEncoder(nn.Module):
             emb = emb + self.camera_mlp(camera)
         return emb
 
-    def forward(self, x: Tensor, t: Tensor, camera: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, camera: Tensor | None = None, cameras: Cameras | None = None) -> Tensor:
+        """``camera``: the flat conditioning vector; ``cameras``: the input cameras in the triplane frame (needed
+        when :attr:`needs_cameras`)."""
+        if self.needs_cameras and cameras is None:
+            raise ValueError("this encoder uses the input cameras (ray_conditioning / lift_features): pass cameras")
         emb = self.embed(t, camera)
         h = self.stem(x)
+        if self.rays is not None:
+            h = h + self.rays(cameras.to(x.device, x.dtype), x.shape[-2], x.shape[-1])
         hs = [h]
         for block in self.down:
             for layer in block:
@@ -143,6 +165,9 @@ class TriplaneEncoder(nn.Module):
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in block:
                 h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        h = self.head(self.lift(h))
-        b, _, n, _ = h.shape
-        return h.reshape(b, 3, self.cfg.triplane_channels, n, n)
+        planes = self.head(self.lift(h))
+        b, _, n, _ = planes.shape
+        planes = planes.reshape(b, 3, self.cfg.triplane_channels, n, n)
+        if self.projective is not None:
+            planes = planes + self.projective(h, cameras)
+        return planes

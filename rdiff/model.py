@@ -92,7 +92,7 @@ class RenderDiffusion(
             raise ValueError(f"got {x_t.shape[0]} images but {len(cameras)} cameras")
         local = to_triplane_frame(cameras.to(x_t.device, x_t.dtype), self.triplane_rotations(cameras).to(x_t))
         cond = local.conditioning() if self.config.camera_conditioning else None
-        return self.encoder(x_t, t.to(x_t.device), cond)
+        return self.encoder(x_t, t.to(x_t.device), cond, local)
 
     def inference_field(self, planes: Tensor) -> InferenceField:
         """The decoder prepared for rendering ``planes (B, 3, n_f, N, N)`` without autograd.

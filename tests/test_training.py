@@ -263,6 +263,24 @@ def test_init_from_pretrained_weights(tiny_dataset, tmp_path):
         train(cfg2, progress=False)
 
 
+def test_init_from_switches_on_geometry_aware_encoder_options(tiny_dataset, tmp_path):
+    torch.manual_seed(4321)
+    start_dir = tmp_path / "plain"
+    RenderDiffusion(tiny_config()).save_pretrained(start_dir)
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
+    cfg.init_from = str(start_dir)
+    cfg.model = tiny_config(lift_features=4, lift_depths=2, ray_conditioning=True)
+    cfg.ema_decay = 0.0  # export the trained weights themselves
+    trained = RenderDiffusion.from_pretrained(str(train(cfg, progress=False)))
+    assert trained.config.lift_features == 4 and trained.config.ray_conditioning
+    start = RenderDiffusion.from_pretrained(str(start_dir)).state_dict()
+    weights = trained.state_dict()
+    # two Adam steps at lr 2e-4 move each weight by ~4e-4; a fresh initialisation would differ by ~0.1
+    assert max((start[k] - weights[k]).abs().max().item() for k in start) < 2e-3
+    assert weights["encoder.projective.out.weight"].abs().max() > 1e-5  # the new branches trained
+    assert weights["encoder.rays.conv.weight"].abs().max() > 1e-5
+
+
 @pytest.mark.timeout(200)
 def test_sigterm_checkpoints_and_exits_cleanly(tiny_dataset, tmp_path):
     import signal

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -308,11 +308,33 @@ def _restore(run: _Run, state: _State) -> None:
         if not restored["optimizer_restored"]:
             state.warmup_start = state.step
     elif cfg.init_from:
-        start_weights = RenderDiffusion.from_pretrained(cfg.init_from)
-        if start_weights.config != cfg.model:
-            raise ValueError(f"init_from {cfg.init_from!r} has a different model config than this run")
-        state.model.load_state_dict(start_weights.state_dict())
-        state.ema.shadow.load_state_dict(start_weights.state_dict())
+        start = RenderDiffusion.from_pretrained(cfg.init_from)
+        for target in (state.model, state.ema.shadow):
+            load_init_weights(target, start, cfg.init_from)
+
+
+#: Encoder options a fine-tune may switch on over ``init_from``'s config (off in the start model): their modules
+#: start as exact no-ops (``rdiff.lifting``), so the start model's weights give the same model.
+EXTENSIONS = ("ray_conditioning", "lift_features", "lift_depths")
+EXTENSION_MODULES = ("encoder.rays.", "encoder.projective.")
+
+
+def load_init_weights(model: RenderDiffusion, start: RenderDiffusion, source: str) -> None:
+    """Load ``init_from``'s model ``start`` into ``model``: the same config, or one that only switches on
+    :data:`EXTENSIONS` that ``start`` does not use (their new modules keep their no-op initialisation)."""
+    cfg, base = model.config, start.config
+    if base != cfg:
+        same_otherwise = replace(base, **{name: getattr(cfg, name) for name in EXTENSIONS}) == cfg
+        only_new = (base.ray_conditioning in (False, cfg.ray_conditioning)
+                    and (base.lift_features == 0 or (base.lift_features, base.lift_depths)
+                         == (cfg.lift_features, cfg.lift_depths)))
+        if not (same_otherwise and only_new):
+            raise ValueError(f"init_from {source!r} has a different model config than this run (a fine-tune may "
+                             f"only switch on {', '.join(EXTENSIONS[:2])})")
+    missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+    stray = [k for k in missing if not k.startswith(EXTENSION_MODULES)] + list(unexpected)
+    if stray:
+        raise ValueError(f"init_from {source!r}: its weights do not match the model: {stray[:5]}")
 
 
 def _save_checkpoint(run: _Run, state: _State) -> None:
