@@ -165,6 +165,23 @@ def test_resume_with_other_model_config_is_refused(tiny_dataset, tmp_path):
         train(cfg, progress=False)
 
 
+def test_resume_a_checkpoint_older_than_a_new_model_option(tiny_dataset, tmp_path):
+    """A checkpoint written before a model option existed records no value for it: it resumes when the run
+    keeps that option at its default, and is refused when the run changes it."""
+    out = tmp_path / "run"
+    train(_cfg(tiny_dataset, out, steps=1), progress=False)
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["model_config"]["lift_features"], state["model_config"]["ray_conditioning"]
+    state_file.write_text(json.dumps(state))
+    train(_cfg(tiny_dataset, out, steps=2), progress=False)
+    assert json.loads(state_file.read_text())["step"] == 2
+    cfg = _cfg(tiny_dataset, out, steps=3)
+    cfg.model = tiny_config(lift_features=4)
+    with pytest.raises(ValueError, match="different model config"):
+        train(cfg, progress=False)
+
+
 def test_config_file_round_trip_and_unknown_keys(tiny_dataset, tmp_path):
     cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
     path = _write_toml(cfg, tmp_path / "cfg.toml")

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
 from rdiff.cameras import Cameras
-from rdiff.config import TrainConfig
+from rdiff.config import RenderDiffusionConfig, TrainConfig
 from rdiff.data.transforms_json import MASK_OBJECT
 from rdiff.model import RenderDiffusion
 from rdiff.training.checkpoint import load_training_state, save_training_state
@@ -291,6 +291,15 @@ def _resume_point(run: _Run) -> Path | None:
     return resume
 
 
+def _saved_model_config(saved: dict) -> RenderDiffusionConfig | None:
+    """The model config a training checkpoint's state.json records (options added since then at their defaults),
+    or None when it records none or an unreadable one."""
+    try:
+        return RenderDiffusionConfig.from_dict(saved["model_config"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _restore(run: _Run, state: _State) -> None:
     """Continue a checkpoint (see :func:`_resume_point`), or start from ``init_from``'s weights, or do nothing.
 
@@ -300,7 +309,7 @@ def _restore(run: _Run, state: _State) -> None:
     resume = _resume_point(run)
     if resume is not None:
         saved = json.loads((resume / "state.json").read_text())
-        if saved.get("model_config") != json.loads(json.dumps(asdict(cfg.model))):
+        if _saved_model_config(saved) != cfg.model:
             raise ValueError(f"{resume} was trained with a different model config; use a new out_dir")
         restored = load_training_state(resume, state.model, state.ema.shadow, state.optimizer)
         state.step = restored["step"]
