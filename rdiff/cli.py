@@ -277,7 +277,8 @@ def cmd_train(args) -> None:
 
 
 def parse_assignments(items: Sequence[str]) -> dict:
-    """``["key=value", ...]`` (values in TOML syntax, bare words as strings) -> dict of top-level overrides."""
+    """``["key=value", ...]`` (values in TOML syntax, bare words as strings) -> dict of overrides (``model.key``
+    for the model's settings)."""
     import tomllib
 
     out = {}
@@ -367,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a top-level training setting, e.g. --set novel_view_weight=0.5 (repeatable)")
+                   help="override a training setting, e.g. --set novel_view_weight=0.5, or a model setting, e.g. "
+                        "--set model.lift_features=16 (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="novel-view (or inpainting) metrics against trivial baselines")

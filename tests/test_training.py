@@ -192,6 +192,18 @@ def test_config_file_round_trip_and_unknown_keys(tiny_dataset, tmp_path):
         load_train_config(bad)
 
 
+def test_command_line_overrides_reach_the_model_table(tiny_dataset, tmp_path):
+    from rdiff.cli import parse_assignments
+
+    path = _write_toml(_cfg(tiny_dataset, tmp_path / "run", steps=2), tmp_path / "cfg.toml")
+    cfg = load_train_config(path, parse_assignments(["model.lift_features=16", "model.ray_conditioning=true",
+                                                     "novel_view_weight=0.5"]))
+    assert (cfg.model.lift_features, cfg.model.ray_conditioning, cfg.novel_view_weight) == (16, True, 0.5)
+    assert cfg.model.triplane_channels == tiny_config().triplane_channels  # the rest of [model] is kept
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_train_config(path, {"model.lift_feature": 16})
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("novel_view_weight", [0.0, 0.5])
 def test_ddp_two_gloo_processes(tiny_dataset, tmp_path, novel_view_weight):

@@ -23,8 +23,15 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load ``path`` (TOML) and apply ``overrides`` (top-level keys, e.g. from the command line)."""
+    """Load ``path`` (TOML) and apply ``overrides``: top-level keys, or ``model.KEY`` for the ``[model]`` table
+    (e.g. from the command line)."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key.startswith("model."):
+            data.setdefault("model", {})[key.removeprefix("model.")] = value
+        else:
+            data[key] = value
     return train_config_from_dict(data)
