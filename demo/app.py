@@ -628,6 +628,16 @@ def wire_task(tab: TaskTab, fn: Callable, model_box: gr.Dropdown, handlers: Hand
     return event
 
 
+def run_button_hold(tab: TaskTab) -> tuple[dict, dict]:
+    """Event settings that disable ``tab``'s run button (labelled as waiting for the camera estimate) and give it
+    back; not queued, so they land at once."""
+    label = tab.run.value
+    quick = dict(queue=False, api_visibility="private", show_progress="hidden", outputs=tab.run)
+    hold = dict(fn=lambda: gr.Button("Estimating the camera…", interactive=False), **quick)
+    release = dict(fn=lambda: gr.Button(label, interactive=True), **quick)
+    return hold, release
+
+
 def wire_scene_api(handlers: Handlers, sample_outputs: list[gr.components.Component], concurrency: int) -> None:
     """``/orbit`` and ``/sample``: API only (no UI event), for any client with a run's scene_id (kept in
     ``handlers.scenes``, an LRU). ``sample_outputs``: the panel outputs without the state."""
@@ -736,12 +746,16 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         # An uploaded image's camera (elevation, distance, FOV) from the model's estimator, if it has one;
         # examples set their own known cameras and so are not estimated.
         # (queued: its toast says what was estimated)
+        # The run button waits for the estimate (a click before it lands would run with the old camera).
         estimate = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
-        rec.image.upload(on_gpu(handlers.estimate_camera), [model_box, rec.image], rec.cameras.inputs[1:],
-                         api_name="estimate_camera", **estimate)
+        hold, release = run_button_hold(rec)
+        rec.image.upload(**hold).then(on_gpu(handlers.estimate_camera), [model_box, rec.image],
+                                      rec.cameras.inputs[1:], api_name="estimate_camera", **estimate).then(**release)
         estimated = gr.State(None)  # the Inpaint editor re-fires upload when shown again: estimate once per image
-        inp.inputs[0].upload(on_gpu(handlers.estimate_camera_once), [model_box, inp.inputs[0], estimated],
-                             [*inp.cameras.inputs[1:], estimated], api_visibility="private", **estimate)
+        hold, release = run_button_hold(inp)
+        inp.inputs[0].upload(**hold).then(
+            on_gpu(handlers.estimate_camera_once), [model_box, inp.inputs[0], estimated],
+            [*inp.cameras.inputs[1:], estimated], api_visibility="private", **estimate).then(**release)
         if example_result:
             @on_gpu
             def example(source, examples, current):

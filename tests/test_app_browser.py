@@ -270,7 +270,8 @@ def test_run_feedback_layout_and_input_mistakes(browser, server):
 
 def test_upload_checks_and_camera_estimate(browser, server, tmp_path):
     """A file that is not an image, uploaded into the Inpaint editor, is named under it (the editor itself stays
-    silent); an image uploaded to Reconstruct fills the camera sliders from the model's camera estimator."""
+    silent); an image uploaded to Reconstruct fills the camera sliders from the model's camera estimator, and
+    its Run button waits for the estimate."""
     from app_server import make_estimating_checkpoint
     from playwright.sync_api import expect
 
@@ -298,8 +299,16 @@ def test_upload_checks_and_camera_estimate(browser, server, tmp_path):
         page.get_by_role("tab", name="Reconstruct").click()
         elevation = page.locator("input[aria-label='number input for Elevation (°)']:visible")
         expect(elevation).not_to_have_value("40")
+        page.evaluate("""() => { window.__runHeld = false;  // was the run button held while estimating?
+          new MutationObserver(() => { const b = document.querySelector('#reconstruct-run');
+            if (b && b.disabled && /Estimating/.test(b.innerText)) window.__runHeld = true; })
+            .observe(document.body, {attributes: true, childList: true, subtree: true, characterData: true}); }""")
         page.locator("#reconstruct-input input[type=file]").first.set_input_files(str(load_examples()[0].path()))
         expect(elevation).to_have_value("40", timeout=30_000)
+        run = page.locator("#reconstruct-run")
+        expect(run).to_be_enabled()
+        expect(run).to_have_text("Reconstruct")
+        assert page.evaluate("() => window.__runHeld"), "Run must wait for the camera estimate"
         expect(page.locator("input[aria-label='number input for Distance (scene units)']:visible")).to_have_value(
             "2.75")
         expect(page.locator(".toast-body").get_by_text("Camera estimated from the image")).to_be_visible()
