@@ -124,6 +124,9 @@ class TrainConfig:
     # rest uniformly. 0 = uniform over the frame (the paper). The object then weighs more than its pixel share.
     object_ray_fraction: float = 0.0
     lr: float = 2e-4
+    # Learning-rate factor for the geometry-aware encoder modules (rdiff.lifting): switched on over a trained model
+    # (init_from) they start as no-ops and get little gradient, so a fine-tune may let them learn faster.
+    extension_lr_scale: float = 1.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     warmup_steps: int = 500

@@ -310,6 +310,22 @@ def test_init_from_switches_on_geometry_aware_encoder_options(tiny_dataset, tmp_
     assert weights["encoder.rays.conv.weight"].abs().max() > 1e-5
 
 
+def test_extension_modules_get_their_own_learning_rate(tiny_dataset, tmp_path):
+    from rdiff.training.loop import parameter_groups
+
+    model = RenderDiffusion(tiny_config(lift_features=4, ray_conditioning=True))
+    groups = parameter_groups(model)
+    assert len(groups) == 2 and groups[1]["extension"]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(parameter_groups(RenderDiffusion(tiny_config()))) == 1
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2)
+    cfg.model, cfg.extension_lr_scale = tiny_config(lift_features=4), 10.0
+    train(cfg, progress=False)
+    saved = torch.load(tmp_path / "run" / "checkpoint" / "optimizer.pt", weights_only=True)["optimizer"]
+    base, extension = saved["param_groups"]
+    assert extension["extension"] and extension["lr"] == pytest.approx(10 * base["lr"])
+
+
 @pytest.mark.timeout(200)
 def test_sigterm_checkpoints_and_exits_cleanly(tiny_dataset, tmp_path):
     import signal

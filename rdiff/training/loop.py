@@ -275,8 +275,19 @@ def _new_state(run: _Run) -> _State:
     cfg = run.cfg
     model = RenderDiffusion(cfg.model).to(run.device)
     ema = EMA(model, cfg.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return _State(model, ema, optimizer)
+
+
+def parameter_groups(model: RenderDiffusion) -> list[dict]:
+    """The optimiser's parameter groups: the model, and (flagged ``extension``) the geometry-aware encoder
+    modules of :data:`EXTENSION_MODULES`, whose learning rate ``extension_lr_scale`` scales."""
+    named = list(model.named_parameters())
+    extension = [p for n, p in named if n.startswith(EXTENSION_MODULES)]
+    groups = [{"params": [p for n, p in named if not n.startswith(EXTENSION_MODULES)]}]
+    if extension:
+        groups.append({"params": extension, "extension": True})
+    return groups
 
 
 def _resume_point(run: _Run) -> Path | None:
@@ -366,7 +377,7 @@ def _training_step(run: _Run, state: _State, ddp: nn.Module, batch: dict) -> _St
     cameras = Cameras(batch["c2w"].to(device), batch["fov_x"].to(device))
     lr = _learning_rate(cfg, state.step, state.warmup_start)
     for group in state.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * (cfg.extension_lr_scale if group.get("extension") else 1.0)
     state.model.train()
     t = random_training_timesteps(images.shape[0], cfg.model.timesteps, cfg.low_t_fraction, cfg.low_t_max, device)
     other = None
