@@ -83,19 +83,30 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-_PHASE = ["start"]
+_PHASE = ["start", 0]  # the phase being measured, and the watchdog's seconds per phase (0: off)
 
 
 def _phase(name: str) -> None:
-    """Name the phase being measured (printed, and named by the watchdog if it stalls)."""
+    """Name the phase being measured (printed, and named by the watchdog if it stalls) and re-arm the watchdog."""
     _PHASE[0] = name
     print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
+    if _PHASE[1]:
+        signal.alarm(_PHASE[1])
 
 
 def _watchdog(seconds: int) -> None:
-    """Abort with the stalled phase's name instead of hanging (page.evaluate has no timeout of its own)."""
+    """Abort with the stalled phase's name when one phase takes longer than ``seconds`` instead of hanging
+    (page.evaluate has no timeout of its own); if the clean-up after that stalls too, exit hard 30 s later."""
+    def hard_exit(*_):
+        print(f"bench_browser: clean-up after the timeout stalled too; exiting (phase: {_PHASE[0]})", flush=True)
+        os._exit(3)
+
     def expire(*_):
+        signal.signal(signal.SIGALRM, hard_exit)
+        signal.alarm(30)
         raise TimeoutError(f"bench_browser: no progress within {seconds} s, stalled in: {_PHASE[0]}")
+
+    _PHASE[1] = seconds
     signal.signal(signal.SIGALRM, expire)
     signal.alarm(seconds)
 
@@ -196,7 +207,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="clevr1-32")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--timeout", type=int, default=600, help="abort (naming the stalled phase) after this")
+    parser.add_argument("--timeout", type=int, default=300,
+                        help="abort (naming the stalled phase) when one phase takes longer than this many seconds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_browser.json"))
     args = parser.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -212,6 +224,8 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{port}/"
             result = {**measure_api(url, args.repeats), **measure(url, args.repeats)}
+            signal.alarm(0)  # measured: nothing after this may lose the results
+            _PHASE[1] = 0
         finally:
             app.close()
     report = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -747,7 +747,9 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
         # examples set their own known cameras and so are not estimated.
         # (queued: its toast says what was estimated)
         # The run button waits for the estimate (a click before it lands would run with the old camera).
-        estimate = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
+        # always_last: an image uploaded while the previous one's estimate runs is estimated after it, not skipped.
+        estimate = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden",
+                        trigger_mode="always_last")
         hold, release = run_button_hold(rec)
         rec.image.upload(**hold).then(on_gpu(handlers.estimate_camera), [model_box, rec.image],
                                       rec.cameras.inputs[1:], api_name="estimate_camera", **estimate).then(**release)

@@ -153,7 +153,7 @@ class TriplaneEncoder(nn.Module):
         emb = self.embed(t, camera)
         h = self.stem(x)
         if self.rays is not None:
-            h = h + self.rays(cameras.to(x.device, x.dtype), x.shape[-2], x.shape[-1])
+            h = h + self.rays(cameras.to(x.device), x.shape[-2], x.shape[-1])
         hs = [h]
         for block in self.down:
             for layer in block:

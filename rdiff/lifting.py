@@ -60,10 +60,12 @@ def image_grid(cameras: Cameras, points: Tensor, height: int, width: int) -> tup
 
 def sample_image(features: Tensor, cameras: Cameras, points: Tensor) -> Tensor:
     """Bilinear features ``(B, C, 1, P)`` of ``features (B, C, H, W)`` where ``cameras`` see ``points (B, P, 3)``;
-    zeros for points outside the image or behind the camera."""
-    grid, in_front = image_grid(cameras, points, features.shape[-2], features.shape[-1])
+    zeros for points outside the image or behind the camera. The geometry runs in the cameras' and points' dtype
+    (float32 for the encoder: half precision would misplace the samples), the lookup in the features'."""
+    grid, in_front = image_grid(cameras, points, features.shape[-2], features.shape[-1])  # in the cameras' dtype
     grid = torch.where(in_front[..., None], grid, torch.full_like(grid, 2.0))  # off the image: zero padding
-    return F.grid_sample(features, grid[:, None], mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
 
 
 class ProjectiveLift(nn.Module):
@@ -84,12 +86,19 @@ class ProjectiveLift(nn.Module):
         self.out = nn.Conv2d(features * depths, triplane_channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.register_buffer("points", plane_points(triplane_size, depths, bound).reshape(-1, 3), persistent=False)
+        self.bound = bound
+        self._points: Tensor | None = None  # (3 N^2 K, 3), float32; not a buffer (DDP would broadcast it every step)
+
+    def points(self, device: torch.device) -> Tensor:
+        """The texel points :func:`plane_points`, flattened ``(3 N^2 K, 3)``, float32 on ``device``."""
+        if self._points is None or self._points.device != device:
+            self._points = plane_points(self.size, self.depths, self.bound).reshape(-1, 3).to(device)
+        return self._points
 
     def forward(self, features: Tensor, cameras: Cameras) -> Tensor:
         b = features.shape[0]
-        points = self.points.to(features.dtype)[None].expand(b, -1, -1)
-        sampled = sample_image(self.head(features), cameras.to(features.device, features.dtype), points)
+        points = self.points(features.device)[None].expand(b, -1, -1)
+        sampled = sample_image(self.head(features), cameras.to(features.device, torch.float32), points)
         n, k, c = self.size, self.depths, self.features
         sampled = sampled.reshape(b, c, 3, n, n, k).permute(0, 2, 1, 5, 3, 4).reshape(b * 3, c * k, n, n)
         return self.out(sampled).reshape(b, 3, -1, n, n)
@@ -105,4 +114,5 @@ class RayEmbedding(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, cameras: Cameras, height: int, width: int) -> Tensor:
-        return self.conv(plucker_rays(cameras, height, width).to(self.conv.weight.dtype))
+        rays = plucker_rays(cameras.to(cameras.device, torch.float32), height, width)  # geometry in float32
+        return self.conv(rays.to(self.conv.weight.dtype))

@@ -8,7 +8,7 @@ from conftest import tiny_config
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import orbit_cameras
-from rdiff.lifting import image_grid, plane_points, plucker_rays, sample_image
+from rdiff.lifting import ProjectiveLift, image_grid, plane_points, plucker_rays, sample_image
 from rdiff.training.loop import load_init_weights
 from rdiff.triplane import sample_triplane
 
@@ -49,6 +49,25 @@ def test_points_behind_the_camera_or_off_the_image_read_zero():
     assert got[:, 1:].abs().max() == 0
 
 
+def test_each_texel_gets_the_image_features_behind_it_in_order():
+    """ProjectiveLift's output layout: channel (c, k) of texel (i, j) of plane p is feature c where the camera sees
+    that texel's k-th depth point (head set to identity, output layer picking one channel each)."""
+    n, k, c = 4, 3, 2
+    lift = ProjectiveLift(c, c, k, c * k, n, bound=1.0)
+    lift.head = torch.nn.Identity()
+    with torch.no_grad():
+        lift.out.weight.copy_(torch.eye(c * k)[:, :, None, None])
+        lift.out.bias.zero_()
+    cams = orbit_cameras([0.0, 40.0], [30.0, 15.0], [3.0, 2.8], 0.9)
+    features = torch.randn(2, c, 8, 8)
+    got = lift(features, cams)  # (B, 3, c * k, N, N)
+    points = plane_points(n, k)
+    for plane in range(3):
+        want = sample_image(features, cams, points[plane].reshape(1, -1, 3).expand(2, -1, -1))  # (B, c, 1, N*N*K)
+        want = want.reshape(2, c, n, n, k).permute(0, 1, 4, 2, 3).reshape(2, c * k, n, n)
+        torch.testing.assert_close(got[:, plane], want)
+
+
 def test_plucker_rays_are_unit_directions_with_their_moments():
     cams = orbit_cameras([30.0], [20.0], [3.0], 0.7)
     rays = plucker_rays(cams, 4, 4)
@@ -79,10 +98,10 @@ def test_extensions_start_as_no_ops_and_learn():
     loss.backward()
     assert extended.encoder.projective.out.weight.grad.abs().sum() > 0
     assert extended.encoder.rays.conv.weight.grad.abs().sum() > 0
-    with torch.no_grad():
-        for p in extended.parameters():
-            if p.grad is not None:
-                p -= 0.5 * p.grad.sign() * 1e-2
+    with torch.no_grad():  # moving only the new branches changes the output: they are wired in
+        for name, p in extended.named_parameters():
+            if name.startswith(("encoder.projective.", "encoder.rays.")):
+                p -= p.grad.sign() * 1e-2
         assert (_denoise(extended.eval()) - _denoise(plain)).abs().max() > 1e-4
 
 

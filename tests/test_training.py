@@ -326,6 +326,25 @@ def test_extension_modules_get_their_own_learning_rate(tiny_dataset, tmp_path):
     assert extension["extension"] and extension["lr"] == pytest.approx(10 * base["lr"])
 
 
+def test_optimizer_state_of_another_group_layout_is_not_restored(tmp_path):
+    """A checkpoint whose optimiser had one group (before the extension modules got their own) resumes its weights
+    with a fresh optimiser instead of failing."""
+    from rdiff.training.checkpoint import load_training_state, save_training_state
+    from rdiff.training.loop import parameter_groups
+
+    model = RenderDiffusion(tiny_config(lift_features=4))
+    one_group = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.encoder.stem.weight.sum().backward()
+    one_group.step()
+    save_training_state(tmp_path / "ckpt", model, model, one_group, 1, {})
+    same = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert load_training_state(tmp_path / "ckpt", model, model, same)["optimizer_restored"]
+    assert len(same.state) > 0
+    grouped = torch.optim.AdamW(parameter_groups(model), lr=1e-3)
+    assert not load_training_state(tmp_path / "ckpt", model, model, grouped)["optimizer_restored"]
+    assert len(grouped.state) == 0
+
+
 @pytest.mark.timeout(200)
 def test_sigterm_checkpoints_and_exits_cleanly(tiny_dataset, tmp_path):
     import signal

@@ -42,8 +42,9 @@ def load_training_state(
 ) -> dict[str, Any]:
     """Restore a checkpoint written by :func:`save_training_state`; returns its ``state.json``.
 
-    Without ``optimizer.pt`` (a :func:`portable_checkpoint`) the optimiser keeps its fresh state and the
-    returned dict has ``"optimizer_restored": False``.
+    Without ``optimizer.pt`` (a :func:`portable_checkpoint`), or with one whose parameter groups are laid out
+    differently (written by an older version), the optimiser keeps its fresh state and the returned dict has
+    ``"optimizer_restored": False``.
     """
     load_model(model, str(folder / "model.safetensors"), strict=True)
     load_model(ema, str(folder / "ema.safetensors"), strict=True)
@@ -51,8 +52,11 @@ def load_training_state(
     restored = (folder / "optimizer.pt").is_file()
     if restored:
         blob = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(blob["optimizer"])
-        torch.set_rng_state(blob["rng"])
+        saved = [len(g["params"]) for g in blob["optimizer"]["param_groups"]]
+        restored = saved == [len(g["params"]) for g in optimizer.param_groups]
+        if restored:
+            optimizer.load_state_dict(blob["optimizer"])
+            torch.set_rng_state(blob["rng"])
     return {**state, "optimizer_restored": restored}
 
 
