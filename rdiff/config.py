@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 BACKGROUNDS = ("white", "black", "learned", "ray")  # see rdiff.renderer.VolumeRenderer.background
+#: The geometry-aware encoder options (rdiff.lifting): a fine-tune may switch them on over init_from's model.
+ENCODER_EXTENSIONS = ("ray_conditioning", "lift_features", "lift_depths")
 
 
 @dataclass

@@ -77,6 +77,9 @@ class TriplaneEncoder(nn.Module):
     (``lift_features``).
     """
 
+    #: Attributes holding the optional geometry-aware modules (None when off).
+    EXTENSION_MODULES = ("rays", "projective")
+
     def __init__(self, cfg: RenderDiffusionConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -19,6 +19,7 @@ from PIL import Image
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import Cameras
+from rdiff.config import ENCODER_EXTENSIONS
 from rdiff.evaluation import evaluate, save_result
 from rdiff.sampling import reconstruct
 
@@ -200,8 +201,7 @@ def main() -> None:
     cfg = model.config.to_dict()
     keys = ["image_size", "triplane_size", "triplane_channels", "triplane_frame", "base_channels", "channel_mults",
             "decoder_hidden", "decoder_layers", "coarse_samples", "fine_samples", "background", "schedule", "timesteps"]
-    keys += [k for k in ("ray_conditioning", "lift_features", "lift_depths") if cfg[k] and (k != "lift_depths"
-                                                                                      or cfg["lift_features"])]
+    keys += [k for k in ENCODER_EXTENSIONS if cfg[k] and (k != "lift_depths" or cfg["lift_features"])]
     model_table = "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {cfg[k]} |" for k in keys)
     model_table += f"\n| parameters | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M |"
     m0, copy = result.metrics["0"], result.baselines["copy_input"]

@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
 from rdiff.cameras import Cameras
-from rdiff.config import RenderDiffusionConfig, TrainConfig
+from rdiff.config import ENCODER_EXTENSIONS, RenderDiffusionConfig, TrainConfig
 from rdiff.data.transforms_json import MASK_OBJECT
+from rdiff.encoder import TriplaneEncoder
 from rdiff.model import RenderDiffusion
 from rdiff.training.checkpoint import load_training_state, save_training_state
 from rdiff.training.ema import EMA
@@ -270,6 +271,11 @@ def _make_loader(run: _Run) -> tuple[PosedImageDataset, DataLoader, DistributedS
     return dataset, loader, sampler
 
 
+#: Parameter-name prefixes of the geometry-aware encoder modules: they start as exact no-ops (``rdiff.lifting``), so a
+#: fine-tune that switches on ``ENCODER_EXTENSIONS`` over ``init_from``'s model starts as that model.
+EXTENSION_MODULES = tuple(f"encoder.{name}." for name in TriplaneEncoder.EXTENSION_MODULES)
+
+
 def _new_state(run: _Run) -> _State:
     """A freshly initialised model, its EMA and the optimiser, at step 0."""
     cfg = run.cfg
@@ -333,24 +339,18 @@ def _restore(run: _Run, state: _State) -> None:
             load_init_weights(target, start, cfg.init_from)
 
 
-#: Encoder options a fine-tune may switch on over ``init_from``'s config (off in the start model): their modules
-#: start as exact no-ops (``rdiff.lifting``), so the start model's weights give the same model.
-EXTENSIONS = ("ray_conditioning", "lift_features", "lift_depths")
-EXTENSION_MODULES = ("encoder.rays.", "encoder.projective.")
-
-
 def load_init_weights(model: RenderDiffusion, start: RenderDiffusion, source: str) -> None:
     """Load ``init_from``'s model ``start`` into ``model``: the same config, or one that only switches on
-    :data:`EXTENSIONS` that ``start`` does not use (their new modules keep their no-op initialisation)."""
+    ``ENCODER_EXTENSIONS`` that ``start`` does not use (their new modules keep their no-op initialisation)."""
     cfg, base = model.config, start.config
     if base != cfg:
-        same_otherwise = replace(base, **{name: getattr(cfg, name) for name in EXTENSIONS}) == cfg
+        same_otherwise = replace(base, **{name: getattr(cfg, name) for name in ENCODER_EXTENSIONS}) == cfg
         only_new = (base.ray_conditioning in (False, cfg.ray_conditioning)
                     and (base.lift_features == 0 or (base.lift_features, base.lift_depths)
                          == (cfg.lift_features, cfg.lift_depths)))
         if not (same_otherwise and only_new):
             raise ValueError(f"init_from {source!r} has a different model config than this run (a fine-tune may "
-                             f"only switch on {', '.join(EXTENSIONS[:2])})")
+                             f"only switch on {', '.join(ENCODER_EXTENSIONS[:2])})")
     missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
     stray = [k for k in missing if not k.startswith(EXTENSION_MODULES)] + list(unexpected)
     if stray:
