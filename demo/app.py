@@ -66,6 +66,7 @@ import gradio as gr
 from demo.components import CheckedEditor, CheckedImage, IntSlider, RdiffBlocks, named
 from demo.examples import ASSETS, Example, load_examples
 from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo, StopFlag
+from demo.live_viewer import live_viewer, slider_js
 from demo.models import ModelRegistry
 from demo.results import OutputStore
 from rdiff.config import RenderDiffusionConfig
@@ -185,6 +186,7 @@ class ResultPanel:
     state: gr.State
     model3d: gr.Model3D  # not in PANEL_FIELDS: filled by show_mesh() after each update
     splats3d: gr.Model3D  # likewise: the Gaussian splats, orbited in the browser
+    live3d: gr.HTML  # likewise: the baked volume, ray-marched in the browser (demo.live_viewer)
     scene_id: gr.Textbox | None = None
     composite: gr.Image | None = None  # Inpaint only, not in PANEL_FIELDS: known pixels + the fill (2D)
 
@@ -204,8 +206,11 @@ class ResultPanel:
             extra = gr.Image(label="Composite (2D)", elem_id=f"{name}-composite", **small) if composite else None
             depth = gr.Image(label="Depth: yellow = near", elem_id=f"{name}-depth", **small)
             orbit = gr.Image(label="Orbit view", elem_id=f"{name}-orbit", format="png", **small)
+            live3d = live_viewer(f"{name}-live")
         caption = ("**Result**: the final triplane rendered from the input camera, the scene every 3D view "
-                   "shows. **Orbit view**: the same scene re-rendered from the sliders below (no diffusion).")
+                   "shows. **Orbit view**: the same scene re-rendered from the sliders below (no diffusion). "
+                   "**Live 3D**: drag it to spin the scene in your browser (a baked copy of the scene, ray-marched "
+                   "on your machine; the sliders turn it too).")
         if composite:
             caption += (" **Composite**: your known pixels pasted around the fill, a 2D image only: it can look "
                         "intact where the 3D scene is not (e.g. after Stop).")
@@ -241,7 +246,7 @@ class ResultPanel:
             named(extra, "composite")
         return cls(image=image, depth=depth, orbit=orbit, orbit_azimuth=az, orbit_elevation=el, video=video, plot=plot,
                    mesh_file=mesh_file, notes=notes, state=state, model3d=model3d, splats3d=splats3d,
-                   scene_id=scene_id, composite=extra)
+                   live3d=live3d, scene_id=scene_id, composite=extra)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -272,20 +277,26 @@ class ResultPanel:
                       api_visibility="private", queue=False, show_progress="hidden")
         event.success(lambda st: gr.update(value=handlers.splats(st), visible=True), self.state, self.splats3d,
                       api_visibility="private", queue=False, show_progress="hidden")
+        event.success(handlers.live, self.state, self.live3d, api_visibility="private", queue=False,
+                      show_progress="hidden")
 
     def wire_clearing(self) -> None:
         """Hide the 3D viewers whenever the mesh file is emptied (a new run clears its outputs); the result's
         files show them again. Hidden, not emptied: emptying a gr.Model3D whose Babylon.js viewer is still
         loading its environment texture throws inside the viewer ('postProcessManager' of null)."""
         hidden = gr.update(visible="hidden")  # still in the DOM: the viewer is not torn down
-        self.mesh_file.change(lambda f: (gr.skip(), gr.skip()) if f else (hidden, hidden), self.mesh_file,
-                              [self.model3d, self.splats3d], api_visibility="private", queue=False,
-                              show_progress="hidden")
+        self.mesh_file.change(lambda f: (gr.skip(), gr.skip(), gr.skip()) if f else (hidden, hidden, ""),
+                              self.mesh_file, [self.model3d, self.splats3d, self.live3d], api_visibility="private",
+                              queue=False, show_progress="hidden")
 
     def wire_orbit(self, handlers: Handlers, api_name: str, task: str) -> None:
         """The orbit sliders re-render the session's scene (UI); ``/<api_name>`` does it for an API client's
         session, refusing (not returning None) when that session has no result."""
         preview = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
+        # in the browser at once: the live view turns with the sliders; the exact render below follows
+        gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=None,
+              inputs=[self.orbit_azimuth, self.orbit_elevation], outputs=None, js=slider_js(f"{task}-live"),
+              api_visibility="private", queue=False, show_progress="hidden")
         gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
               inputs=[self.state, self.orbit_azimuth, self.orbit_elevation], outputs=self.orbit,
               api_name=f"{api_name}_ui", api_visibility="private", trigger_mode="always_last", **preview)

@@ -325,6 +325,12 @@ class Handlers:
         splat = state.files[state.selected].splat
         return str(splat) if splat else None
 
+    def live(self, state: ResultState | None) -> str:
+        """The live viewer's baked volume of the shown scene (JSON), or "" (the viewer then says to run a task)."""
+        if state is None or state.selected not in state.files:
+            return ""
+        return state.files[state.selected].live or ""
+
     def orbit(self, state: ResultState | None, azimuth: Any, elevation: Any) -> str | None:
         """Re-render the cached scene from a new viewpoint (no diffusion); None before the session's first run."""
         if state is None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from demo.live_viewer import live_payload
 from rdiff.sampling import SampleResult
 from rdiff.scene import Scene, write_mesh
 from rdiff.splats import bake_splats, write_splat_ply
@@ -114,6 +115,7 @@ class SceneFiles:
     figure: Any  # plotly Figure
     notes: list[str] = field(default_factory=list)
     splat: Path | None = None  # 3D Gaussian splat .ply (orbited in the browser, no server work per frame)
+    live: str | None = None  # the live viewer's baked volume (JSON, demo.live_viewer): ray-marched in the browser
 
 
 @dataclass
@@ -265,12 +267,13 @@ def scene_files(scene: Scene, out_dir: Path, stem: str, progress: Progress | Non
                                 splat_path)
         notes.append("The scene is nearly transparent everywhere: the Gaussian splats show its "
                      f"{FALLBACK_SPLATS} most opaque cells.")
+    live = live_payload(scene)
     if mesh is None:
-        return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes, splat)
+        return SceneFiles(depth, video, None, empty_figure(note or "No mesh"), notes, splat, live)
     path = out_dir / f"{stem}_mesh.glb"
     write_mesh(mesh, path)
     report(3, "Done")
-    return SceneFiles(depth, video, path, mesh_figure(mesh), notes, splat)
+    return SceneFiles(depth, video, path, mesh_figure(mesh), notes, splat, live)
 
 
 def make_state(task: str, result: SampleResult, out_dir: Path, notes: list[str]) -> ResultState:

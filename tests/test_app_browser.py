@@ -88,8 +88,9 @@ def test_inpaint_with_brush_stroke(browser, server, tmp_path):
         assert not errors, errors
 
 
-def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
-    """The splat viewer (gr.Model3D on the .ply) draws the scene in the browser and redraws while dragged."""
+def test_reconstruct_shows_orbitable_gaussian_splats_and_live_view(browser, server, tmp_path):
+    """The splat viewer (gr.Model3D on the .ply) draws the scene in the browser and redraws while dragged; the
+    live view (demo.live_viewer) draws it too and follows the orbit sliders."""
     import numpy as np
     from PIL import Image
 
@@ -117,6 +118,22 @@ def test_reconstruct_shows_orbitable_gaussian_splats(browser, server, tmp_path):
         canvas.screenshot(path=str(tmp_path / "splats_dragged.png"))
         moved = np.asarray(Image.open(tmp_path / "splats_dragged.png").convert("RGB")).astype(np.int16)
         assert np.abs(moved - pixels).mean() > 1.0, "dragging did not change the view"
+        # the live view: drawn in the browser from the result's baked volume, turned by its orbit sliders
+        live = page.locator("#reconstruct-live canvas")
+        page.wait_for_function("() => document.querySelector('#reconstruct-live canvas').dataset.frames")
+        view = lambda: [float(v) for v in live.get_attribute("data-view").split(",")]  # noqa: E731
+        az0, el0 = view()
+        slider = page.locator("#reconstruct-orbit-azimuth input[type=range]")
+        slider.scroll_into_view_if_needed()
+        slider.focus()
+        slider.press("ArrowRight")
+        page.wait_for_function(f"() => document.querySelector('#reconstruct-live canvas').dataset.view !== "
+                               f"'{az0:.1f},{el0:.1f}'")
+        assert view() == [float(slider.input_value()), float(page.locator(
+            "#reconstruct-orbit-elevation input[type=range]").input_value())]
+        live.screenshot(path=str(tmp_path / "live.png"))
+        shown = np.asarray(Image.open(tmp_path / "live.png").convert("RGB")).astype(np.int16)
+        assert shown.reshape(-1, 3).std(axis=0).max() > 8, "the live view drew an empty canvas"
         if os.environ.get("RDIFF_SCREENSHOTS"):
             page.screenshot(path=os.path.join(os.environ["RDIFF_SCREENSHOTS"], "reconstruct.png"), full_page=True)
         assert not errors, errors
