@@ -4,7 +4,10 @@
   screen (the depth, turntable, mesh and splats stream in after it);
 * **orbit slider**: one step of the orbit-azimuth slider -> the new orbit view on screen;
 * **splat orbit**: frames the browser draws per second while the Gaussian splats are dragged (gr.Model3D's
-  viewer renders in requestAnimationFrame, so the callback rate while dragging is its frame rate).
+  viewer renders in requestAnimationFrame, so the callback rate while dragging is its frame rate);
+* **live view** (``demo/live_viewer.js``, no WebGL): one orbit-slider step (its input event, timed in the page)
+  -> the live canvas redrawn at the new view (client-side, no server call); frames it draws per second while
+  dragged (one pointer move per display frame, dispatched in the page), and its time per frame.
 
     python benchmarks/bench_browser.py                      # clevr1-32, ~1 min
     python benchmarks/bench_browser.py --model chairs-64 --out benchmarks/results/bench_browser_chairs.json
@@ -69,6 +72,48 @@ WAIT_FOR_RESULT = """async ([notes, selector, before]) => {
       return performance.now();
     await new Promise((r) => setTimeout(r, 2));
   }
+}"""
+
+#: Records, in the page, the time of the last input event and of the live view's first redraw after it (a
+#: MutationObserver on its canvas's data-view), so the latency excludes the driver's round trips.
+RECORD_INPUT = """(selector) => { if (window.__rdiffRecording) return; window.__rdiffRecording = true;
+  document.addEventListener("input", () => { window.__rdiffLastInput = performance.now(); window.__rdiffDrawn = null; },
+    true);
+  new MutationObserver(() => { if (window.__rdiffDrawn == null) window.__rdiffDrawn = performance.now(); })
+    .observe(document.querySelector(selector), { attributes: true, attributeFilter: ["data-view"] }); }"""
+
+#: Resolves with the milliseconds from the slider's last input event to the live view's redraw at a view other
+#: than ``old``.
+WAIT_FOR_LIVE_VIEW = """async ([selector, old]) => {
+  const deadline = performance.now() + 10000;
+  while (true) {
+    const c = document.querySelector(selector);
+    if (c && c.dataset.view !== old && window.__rdiffDrawn != null)
+      return window.__rdiffDrawn - window.__rdiffLastInput;
+    if (performance.now() > deadline) throw new Error("the live view did not turn within 10 s");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}"""
+
+#: A drag of the live view for ``ms`` milliseconds, in the page: one pointer move per display frame (as a mouse
+#: delivers them); resolves with the frames it drew per second and its median time per frame.
+DRAG_LIVE = """async ([selector, ms]) => {
+  const c = document.querySelector(selector), r = c.getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2, f0 = Number(c.dataset.frames), times = [];
+  const api = c.closest("[id$=-live]").rdiffLive;
+  const ev = (type, dx) => c.dispatchEvent(new PointerEvent(type, { clientX: x + dx, clientY: y, pointerId: 7,
+                                                                   bubbles: true }));
+  ev("pointerdown", 0);
+  const start = performance.now();
+  let i = 0;
+  while (performance.now() - start < ms) {
+    await new Promise((res) => requestAnimationFrame(res));
+    ev("pointermove", 20 * Math.sin(++i / 10));
+    times.push(api.frameMs());
+  }
+  ev("pointerup", 0);
+  times.sort((a, b) => a - b);
+  return [(Number(c.dataset.frames) - f0) / ((performance.now() - start) / 1000), times[times.length >> 1]];
 }"""
 
 COUNT_FRAMES = """async (ms) => {
@@ -159,6 +204,21 @@ def measure(url: str, repeats: int, webgl: bool = True) -> dict:
             page.wait_for_timeout(300)
         out["orbit_slider_ms"] = {"median": statistics.median(steps), "all": steps}
 
+        _phase("browser: live view slider and drag")
+        live = "#reconstruct-live canvas"
+        page.evaluate(RECORD_INPUT, live)
+        steps = []
+        for i in range(repeats * 2):
+            old = page.locator(live).get_attribute("data-view")
+            slider.focus()
+            slider.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+            steps.append(page.evaluate(WAIT_FOR_LIVE_VIEW, [live, old]))
+            page.wait_for_timeout(300)  # the server's orbit view of the same step lands
+        out["live_slider_ms"] = {"median": statistics.median(steps), "all": steps}
+        page.locator(live).scroll_into_view_if_needed()
+        out["live_drag_fps"], frame_ms = page.evaluate(DRAG_LIVE, [live, 3000])
+        out["live_frame_ms"] = {"median": frame_ms, "all": [frame_ms]}
+
         out["idle_page_fps"] = page.evaluate(COUNT_FRAMES, 1000)
         if not webgl:
             browser.close()
@@ -241,10 +301,12 @@ def main() -> None:
             app.close()
     report = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
               "loadavg": os.getloadavg(), "model": args.model, "webgl": not args.no_webgl, **result}
-    for key in ("api_first_result_ms", "api_orbit_ms", "first_result_ms", "orbit_slider_ms"):
+    for key in ("api_first_result_ms", "api_orbit_ms", "first_result_ms", "orbit_slider_ms", "live_slider_ms",
+                "live_frame_ms"):
         print(f"{key}: median {result[key]['median']:.0f} ms  (all: {[round(v) for v in result[key]['all']]})")
     if "splat_drag_fps" in result:
         print(f"splat drag: {result['splat_drag_fps']:.1f} frames/s")
+    print(f"live view drag: {result['live_drag_fps']:.1f} frames/s")
     print(f"page frame rate at rest: {result['idle_page_fps']:.1f} frames/s")
     write_report(report, args.out)
 

@@ -66,7 +66,7 @@ import gradio as gr
 from demo.components import CheckedEditor, CheckedImage, IntSlider, RdiffBlocks, named
 from demo.examples import ASSETS, Example, load_examples
 from demo.handlers import MAX_BATCH, MAX_RESAMPLE, PANEL_FIELDS, Handlers, ModelInfo, StopFlag
-from demo.live_viewer import live_viewer, slider_js
+from demo.live_viewer import live_viewer
 from demo.models import ModelRegistry
 from demo.results import OutputStore
 from rdiff.config import RenderDiffusionConfig
@@ -206,7 +206,7 @@ class ResultPanel:
             extra = gr.Image(label="Composite (2D)", elem_id=f"{name}-composite", **small) if composite else None
             depth = gr.Image(label="Depth: yellow = near", elem_id=f"{name}-depth", **small)
             orbit = gr.Image(label="Orbit view", elem_id=f"{name}-orbit", format="png", **small)
-            live3d = live_viewer(f"{name}-live")
+            live3d = live_viewer(f"{name}-live", (f"{name}-orbit-azimuth", f"{name}-orbit-elevation"))
         caption = ("**Result**: the final triplane rendered from the input camera, the scene every 3D view "
                    "shows. **Orbit view**: the same scene re-rendered from the sliders below (no diffusion). "
                    "**Live 3D**: drag it to spin the scene in your browser (a baked copy of the scene, ray-marched "
@@ -293,10 +293,6 @@ class ResultPanel:
         """The orbit sliders re-render the session's scene (UI); ``/<api_name>`` does it for an API client's
         session, refusing (not returning None) when that session has no result."""
         preview = dict(concurrency_id=PREVIEW, concurrency_limit=PREVIEW_CONCURRENCY, show_progress="hidden")
-        # in the browser at once: the live view turns with the sliders; the exact render below follows
-        gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=None,
-              inputs=[self.orbit_azimuth, self.orbit_elevation], outputs=None, js=slider_js(f"{task}-live"),
-              api_visibility="private", queue=False, show_progress="hidden")
         gr.on([self.orbit_azimuth.input, self.orbit_elevation.input], fn=handlers.orbit,
               inputs=[self.state, self.orbit_azimuth, self.orbit_elevation], outputs=self.orbit,
               api_name=f"{api_name}_ui", api_visibility="private", trigger_mode="always_last", **preview)

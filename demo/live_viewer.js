@@ -165,7 +165,10 @@ function bind() {
   if (!canvas || canvas.dataset.bound) return;
   canvas.dataset.bound = "1";
   let last = null;
-  canvas.addEventListener("pointerdown", (e) => { last = [e.clientX, e.clientY]; canvas.setPointerCapture(e.pointerId); });
+  canvas.addEventListener("pointerdown", (e) => {
+    last = [e.clientX, e.clientY];
+    try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic pointer: nothing to capture */ }
+  });
   canvas.addEventListener("pointermove", (e) => {
     if (!last) return;
     const dx = e.clientX - last[0], dy = e.clientY - last[1];
@@ -194,11 +197,30 @@ async function load() {
   }
 }
 
-// The orbit sliders' client-side handler finds the viewer on its component's root (the element with its elem_id).
+// The orbit sliders (props.sliders: the elem_ids of the azimuth and elevation sliders) turn the view at once, from
+// their own input events (delegated: the sliders may render after this component); the server's exact orbit
+// render of the same step follows in its own image.
+function followSliders() {
+  const ids = String(props.sliders || "").split(",").filter(Boolean);
+  if (ids.length !== 2) return;
+  const key = ids.join(","), registry = (window.__rdiffLiveSliders = window.__rdiffLiveSliders || {});
+  const installed = key in registry;
+  registry[key] = setView;  // this (latest) viewer's: a re-mounted component takes over the listener
+  if (installed) return;
+  document.addEventListener("input", (e) => {
+    if (!(e.target instanceof Element) || !ids.some((id) => e.target.closest(`#${id}`))) return;
+    const read = (id) => Number((e.target.closest(`#${id}`) ? e.target
+      : document.querySelector(`#${id} input[type=range]`) || {}).value);
+    const az = read(ids[0]), el = read(ids[1]);
+    if (Number.isFinite(az) && Number.isFinite(el)) registry[key](az, el);
+  }, true);
+}
+
 const api = { setView, view: () => [viewer.az, viewer.el], frameMs: () => viewer.lastMs };
 element.rdiffLive = api;
 let host = element.parentElement;  // the component root: the first ancestor with an id of our own (not html-...)
 while (host && !(host.id && !host.id.startsWith("html-"))) host = host.parentElement;
 if (host) host.rdiffLive = api;
 watch("value", load);
+followSliders();
 load();

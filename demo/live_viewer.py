@@ -45,13 +45,9 @@ def live_payload(scene: Scene, resolution: int = LIVE_RESOLUTION, min_alpha: flo
     return json.dumps(volume.payload(live_size(volume.image_size)), separators=(",", ":"))
 
 
-def live_viewer(elem_id: str) -> gr.HTML:
-    """The viewer component (empty until a result's payload is its value)."""
+def live_viewer(elem_id: str, sliders: tuple[str, str] | None = None) -> gr.HTML:
+    """The viewer component (empty until a result's payload is its value); ``sliders``: the elem_ids of an
+    azimuth and an elevation slider that turn it in the browser as they move."""
     return gr.HTML("", html_template=TEMPLATE, css_template=CSS, js_on_load=JS, elem_id=elem_id,
-                   label="Live 3D (drag)", show_label=True, container=True, min_width=160)
-
-
-def slider_js(elem_id: str) -> str:
-    """Client-side handler of the orbit sliders: turn the live view to (azimuth, elevation) at once."""
-    return (f"(az, el) => {{ const v = document.getElementById('{elem_id}'); "
-            "if (v && v.rdiffLive) v.rdiffLive.setView(az, el); return [az, el]; }")
+                   label="Live 3D (drag)", show_label=True, container=True, min_width=160,
+                   sliders=",".join(sliders or ()))
