@@ -45,9 +45,10 @@ async function decodePayload(text) {
 
 function backgroundFn(spec) {
   if (spec.kind === "constant") { const c = spec.rgb; return () => c; }
-  const freqs = spec.freqs, layers = spec.layers, F = freqs.length;
+  const freqs = spec.freqs, F = freqs.length;
+  const layers = spec.layers.map((l) => ({ w: Float32Array.from(l.weight.flat()), b: Float32Array.from(l.bias),
+                                          n: l.weight[0].length, out: new Float32Array(l.bias.length) }));
   const x0 = new Float32Array(6 + 6 * F);
-  const bufs = layers.map((l) => new Float32Array(l.bias.length));
   return (o, d) => {
     x0[0] = d[0]; x0[1] = d[1]; x0[2] = d[2]; x0[3] = o[0] / 4; x0[4] = o[1] / 4; x0[5] = o[2] / 4;
     for (let i = 0; i < 3; i++) for (let f = 0; f < F; f++) {
@@ -55,15 +56,15 @@ function backgroundFn(spec) {
       x0[6 + i * F + f] = Math.sin(a); x0[6 + 3 * F + i * F + f] = Math.cos(a);
     }
     let x = x0;
-    layers.forEach((l, k) => {
-      const y = bufs[k], W = l.weight;
-      for (let r = 0; r < y.length; r++) {
-        let s = l.bias[r]; const w = W[r];
-        for (let c = 0; c < x.length; c++) s += w[c] * x[c];
-        y[r] = k < layers.length - 1 ? s / (1 + Math.exp(-s)) : 1 / (1 + Math.exp(-s));
+    for (let k = 0; k < layers.length; k++) {
+      const { w, b, n, out } = layers[k], last = k === layers.length - 1;
+      for (let r = 0; r < out.length; r++) {
+        let s = b[r];
+        for (let c = 0, j = r * n; c < n; c++, j++) s += w[j] * x[c];
+        out[r] = last ? 1 / (1 + Math.exp(-s)) : s / (1 + Math.exp(-s));
       }
-      x = y;
-    });
+      x = out;
+    }
     return x;
   };
 }
@@ -85,11 +86,29 @@ function camera(v, azDeg, elDeg) {
   return { o: local(eye), right: local(right), up: local(up), fwd: local(fwd) };
 }
 
+// The background of every pixel: exact for a constant one; the per-ray MLP is evaluated on a grid of rays through
+// every background_stride-th pixel corner (the payload's) and interpolated bilinearly (it is smooth; a quarter of the evaluations).
+function backgroundImage(v, cam, f) {
+  const size = v.size, bg = v.bgFn || (v.bgFn = backgroundFn(v.background));
+  if (v.background.kind === "constant") return null;
+  const S = v.background_stride, m = Math.ceil(size / S) + 1;
+  const grid = v.bgGrid && v.bgGrid.length === 3 * m * m ? v.bgGrid : (v.bgGrid = new Float32Array(3 * m * m));
+  const d = [0, 0, 0];
+  for (let j = 0; j < m; j++) for (let i = 0; i < m; i++) {
+    const x = (S * i - 0.5 * size) / f, y = -(S * j - 0.5 * size) / f;
+    for (let k = 0; k < 3; k++) d[k] = cam.right[k] * x + cam.up[k] * y + cam.fwd[k];
+    const l = Math.hypot(d[0], d[1], d[2]); d[0] /= l; d[1] /= l; d[2] /= l;
+    const c = bg(cam.o, d), q = 3 * (j * m + i);
+    grid[q] = c[0]; grid[q + 1] = c[1]; grid[q + 2] = c[2];
+  }
+  return { grid, m };
+}
+
 function render(v, azDeg, elDeg, image) {
   const { n, cell, sigma, srgb, occ, nb, bound: b } = v, size = v.size, data = image.data;
   const cam = camera(v, azDeg, elDeg), o = cam.o, f = 0.5 * size / Math.tan(0.5 * v.fov_x);
-  const bg = v.bgFn || (v.bgFn = backgroundFn(v.background));
-  const step = cell, nn = n * n, d = [0, 0, 0];
+  const bgImage = backgroundImage(v, cam, f), constant = v.background.rgb;
+  const step = cell, nn = n * n, d = [0, 0, 0], back = [0, 0, 0];
   for (let py = 0; py < size; py++) for (let px = 0; px < size; px++) {
     const x = (px + 0.5 - 0.5 * size) / f, y = -(py + 0.5 - 0.5 * size) / f;
     for (let i = 0; i < 3; i++) d[i] = cam.right[i] * x + cam.up[i] * y + cam.fwd[i];
@@ -122,7 +141,15 @@ function render(v, azDeg, elDeg, image) {
         cr += wt * sr; cg += wt * sg; cb += wt * sb; T *= 1 - a;
       }
     }
-    const back = bg(o, d), j = 4 * (py * size + px);
+    if (!bgImage) { back[0] = constant[0]; back[1] = constant[1]; back[2] = constant[2]; } else {
+      const { grid, m } = bgImage, u = (px + 0.5) / v.background_stride, w = (py + 0.5) / v.background_stride;
+      const i0 = Math.floor(u), j0 = Math.floor(w), fu = u - i0, fw = w - j0;
+      for (let k = 0; k < 3; k++) {
+        const g = (jj, ii) => grid[3 * (jj * m + ii) + k];
+        back[k] = (1 - fw) * ((1 - fu) * g(j0, i0) + fu * g(j0, i0 + 1)) + fw * ((1 - fu) * g(j0 + 1, i0) + fu * g(j0 + 1, i0 + 1));
+      }
+    }
+    const j = 4 * (py * size + px);
     data[j] = Math.round(255 * Math.min(Math.max(cr + T * back[0], 0), 1));
     data[j + 1] = Math.round(255 * Math.min(Math.max(cg + T * back[1], 0), 1));
     data[j + 2] = Math.round(255 * Math.min(Math.max(cb + T * back[2], 0), 1));

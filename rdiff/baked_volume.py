@@ -3,7 +3,8 @@
 The scene's density and colour are sampled once at the centres of a ``resolution^3`` grid over the scene box
 (the triplane's frame). Density is stored as the opacity of a one-cell step, square-root coded in a byte
 (fine steps near zero, where faint fog lives), colour as bytes, and the model's background (a constant or the
-per-ray MLP, whose few weights travel along) is evaluated per ray exactly as the model does. The marcher
+per-ray MLP, whose few weights travel along) is evaluated as the model does, on every second pixel corner and
+interpolated. The marcher
 samples both trilinearly (colour weighted by density, so empty neighbours do not darken an edge), in fixed
 steps of ``step_cells`` cells, and composites front to back over the background.
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Opacity of a one-cell step above which a cell counts as opaque (the byte code's top value).
 MAX_CELL_ALPHA = 1.0 - 1e-4
+#: The per-ray background MLP is evaluated at every this-many-th pixel corner and interpolated (it is smooth).
+BACKGROUND_STRIDE = 4
 #: Version of :meth:`BakedVolume.payload`'s layout; the viewer refuses other versions.
 PAYLOAD_VERSION = 1
 
@@ -75,6 +78,7 @@ class BakedVolume:
                 "rotation": [float(v) for v in self.rotation.reshape(-1)], "background": self.background,
                 "azimuth": self.azimuth, "elevation": self.elevation, "radius": self.radius, "fov_x": self.fov_x,
                 "image_size": self.image_size, "size": int(size or self.image_size),
+                "background_stride": BACKGROUND_STRIDE,
                 "grid": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
 
     @classmethod
@@ -167,12 +171,40 @@ def _trilinear(volume: BakedVolume, sigma: np.ndarray, points: np.ndarray) -> tu
     return dens, col
 
 
+def _camera_rays(local_c2w: np.ndarray, fov_x: float, size: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Unit directions ``(N, 3)`` of the rays through image points ``(u, v)`` (pixels, from the top-left corner)."""
+    f = 0.5 * size / math.tan(0.5 * fov_x)
+    cam = np.stack([(u - 0.5 * size) / f, -(v - 0.5 * size) / f, -np.ones_like(u)], -1)
+    d = cam @ local_c2w[:3, :3].T
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def background_image(volume: BakedVolume, local_c2w: np.ndarray, size: int) -> np.ndarray:
+    """The background behind every pixel ``(size * size, 3)``: exact for a constant one; the per-ray MLP evaluated
+    on the rays through every :data:`BACKGROUND_STRIDE`-th pixel corner and interpolated bilinearly."""
+    if volume.background["kind"] == "constant":
+        return np.broadcast_to(np.asarray(volume.background["rgb"], np.float64), (size * size, 3))
+    m = -(-size // BACKGROUND_STRIDE) + 1
+    jj, ii = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    d = _camera_rays(local_c2w, volume.fov_x, size, (BACKGROUND_STRIDE * ii).reshape(-1).astype(np.float64),
+                     (BACKGROUND_STRIDE * jj).reshape(-1).astype(np.float64))
+    o = np.broadcast_to(local_c2w[:3, 3], d.shape)
+    grid = background_colour(volume.background, o.astype(np.float32), d.astype(np.float32)).reshape(m, m, 3)
+    py, px = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    u, w = (px.reshape(-1) + 0.5) / BACKGROUND_STRIDE, (py.reshape(-1) + 0.5) / BACKGROUND_STRIDE
+    i0, j0 = np.floor(u).astype(int), np.floor(w).astype(int)
+    fu, fw = (u - i0)[:, None], (w - j0)[:, None]
+    return ((1 - fw) * ((1 - fu) * grid[j0, i0] + fu * grid[j0, i0 + 1])
+            + fw * ((1 - fu) * grid[j0 + 1, i0] + fu * grid[j0 + 1, i0 + 1]))
+
+
 def render_baked(volume: BakedVolume, azimuth_deg: float, elevation_deg: float, size: int,
                  radius: float | None = None, step_cells: float = 1.0) -> np.ndarray:
     """Ray-march ``volume`` from (azimuth, elevation) on the input camera's sphere: ``(size, size, 3)`` in [0, 1].
 
     The reference of the browser viewer: steps of ``step_cells`` cells from the box entry, each sample's
-    opacity ``1 - exp(-density * step)`` (the last step ends at the box exit), colour interpolated by density.
+    opacity ``1 - exp(-density * step)`` (the last step ends at the box exit), colour interpolated by density,
+    over :func:`background_image`.
     """
     cams = orbit_cameras(azimuth_deg, elevation_deg, volume.radius if radius is None else radius, volume.fov_x)
     local = to_triplane_frame(cams, torch.from_numpy(np.asarray(volume.rotation, np.float32)))
@@ -202,6 +234,5 @@ def render_baked(volume: BakedVolume, azimuth_deg: float, elevation_deg: float, 
         colour[idx] += (trans[idx] * a)[:, None] * c
         trans[idx] *= 1.0 - a
         k += 1
-    bg = background_colour(volume.background, o.astype(np.float32), d.astype(np.float32))
-    out = colour + trans[:, None] * bg
+    out = colour + trans[:, None] * background_image(volume, local.c2w[0].double().numpy(), size)
     return np.clip(out, 0.0, 1.0).reshape(size, size, 3).astype(np.float32)
