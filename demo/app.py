@@ -206,7 +206,6 @@ class ResultPanel:
             extra = gr.Image(label="Composite (2D)", elem_id=f"{name}-composite", **small) if composite else None
             depth = gr.Image(label="Depth: yellow = near", elem_id=f"{name}-depth", **small)
             orbit = gr.Image(label="Orbit view", elem_id=f"{name}-orbit", format="png", **small)
-            live3d = live_viewer(f"{name}-live", (f"{name}-orbit-azimuth", f"{name}-orbit-elevation"))
         caption = ("**Result**: the final triplane rendered from the input camera, the scene every 3D view "
                    "shows. **Orbit view**: the same scene re-rendered from the sliders below (no diffusion). "
                    "**Live 3D**: drag it to spin the scene in your browser (a baked copy of the scene, ray-marched "
@@ -219,6 +218,7 @@ class ResultPanel:
             az = gr.Slider(0, 360, value=0, step=1, label="Orbit azimuth (°)", elem_id=f"{name}-orbit-azimuth")
             el = gr.Slider(-30, 89, value=30, step=1, label="Orbit elevation (°)", elem_id=f"{name}-orbit-elevation")
         with gr.Row(equal_height=True):
+            live3d = live_viewer(f"{name}-live", (f"{name}-orbit-azimuth", f"{name}-orbit-elevation"))
             video = gr.Video(label="Turntable", interactive=False, autoplay=True, loop=True, height=280,
                              elem_id=f"{name}-video")
             plot = gr.Plot(label="Interactive 3D view (drag to rotate)", elem_id=f"{name}-plot")

@@ -27,7 +27,7 @@ TEMPLATE = ('<div class="live3d"><canvas class="live3d-canvas" width="64" height
 
 CSS = """
 .live3d { display: flex; flex-direction: column; align-items: center; gap: 4px; padding-top: 30px; }
-.live3d-canvas { width: 100%; max-width: 220px; aspect-ratio: 1; image-rendering: pixelated; cursor: grab;
+.live3d-canvas { width: 100%; min-width: 150px; max-width: 240px; aspect-ratio: 1; image-rendering: pixelated; cursor: grab;
                  touch-action: none; border-radius: 6px; background: #222; }
 .live3d-canvas:active { cursor: grabbing; }
 .live3d-info { font-size: 0.8em; opacity: 0.8; min-height: 1.2em; text-align: center; }
@@ -49,5 +49,5 @@ def live_viewer(elem_id: str, sliders: tuple[str, str] | None = None) -> gr.HTML
     """The viewer component (empty until a result's payload is its value); ``sliders``: the elem_ids of an
     azimuth and an elevation slider that turn it in the browser as they move."""
     return gr.HTML("", html_template=TEMPLATE, css_template=CSS, js_on_load=JS, elem_id=elem_id,
-                   label="Live 3D (drag)", show_label=True, container=True, min_width=160,
+                   label="Live 3D", show_label=True, container=True, scale=1, min_width=240,
                    sliders=",".join(sliders or ()))
