@@ -27,8 +27,8 @@ TEMPLATE = ('<div class="live3d"><canvas class="live3d-canvas" width="64" height
 
 CSS = """
 .live3d { display: flex; flex-direction: column; align-items: center; gap: 4px; padding-top: 30px; }
-.live3d-canvas { width: 100%; min-width: 150px; max-width: 240px; aspect-ratio: 1; image-rendering: pixelated; cursor: grab;
-                 touch-action: none; border-radius: 6px; background: #222; }
+.live3d-canvas { width: 100%; min-width: 150px; max-width: 240px; aspect-ratio: 1; image-rendering: pixelated;
+                 cursor: grab; touch-action: none; border-radius: 6px; background: #222; }
 .live3d-canvas:active { cursor: grabbing; }
 .live3d-info { font-size: 0.8em; opacity: 0.8; min-height: 1.2em; text-align: center; }
 """
