@@ -4,8 +4,9 @@ The scene's density and colour are sampled once at the centres of a ``resolution
 (the triplane's frame). Density is stored as the opacity of a one-cell step, square-root coded in a byte
 (fine steps near zero, where faint fog lives), colour as bytes, and the model's background (a constant or the
 per-ray MLP, whose few weights travel along) is evaluated as the model does, on every ``BACKGROUND_STRIDE``-th
-pixel corner and interpolated. The marcher samples both trilinearly (colour weighted by density, so empty neighbours do not darken an edge), in fixed
-steps of ``step_cells`` cells, and composites front to back over the background.
+pixel corner and interpolated. The marcher samples both trilinearly (colour weighted by density, so empty
+neighbours do not darken an edge), in fixed steps of ``step_cells`` cells, and composites front to back over the
+background.
 
 :func:`render_baked` is the reference implementation of that marcher, in numpy; ``demo/live_viewer.js`` is the
 same algorithm in JavaScript (the app's live orbit viewer), tested against it. How close it is to the exact
