@@ -1,18 +1,19 @@
-"""Exact vs accelerated 64x64 frames of trained scenes (``Scene.render``, ``rdiff.acceleration``).
+"""Exact vs accelerated 64x64 frames of trained scenes (``Scene.render``: baked fields, skipping).
 
 Run from the repository root:
 
-    python benchmarks/bench_accel.py                              # clevr1-32 scenes at 64x64, threads 2 and 1
-    python benchmarks/bench_accel.py --model runs/chairs64/model  # chairs-64 scenes too (examples: assets/chairs-64)
+    python benchmarks/bench_accel.py                               # the shipped models, threads 2 and 1 (minutes)
+    python benchmarks/bench_accel.py --threads 2 --repeats 3 --scenes 2           # quicker
+    python benchmarks/bench_accel.py --models runs/chairs64/model:assets/chairs-64  # a training run's checkpoint
 
 Scenes are reconstructions (``rdiff.sampling.reconstruct``, ``t_r = 0``, one step) of the example images of each
 model's ``assets/<model>/`` folder, from their cameras; each is rendered from its input view and three more
-around it, three ways: on the exact path (``accelerate=False``), as ``Scene`` renders by default (accelerated
-where the accelerator's probe finds skipping pays, else exact) and always accelerated. For every frame it reports
-the median wall time and process CPU time of each (timed alternately, so all see the same background load; CPU
-time is the steadier measure on a busy machine), the accelerated path's field evaluations against the exact
-path's and its pixel error against the exact path. ``--model`` folders are copied to a temporary folder
-first (a training run rewrites its checkpoint). Writes ``benchmarks/results/bench_accel.json``.
+around it, three ways: on the exact path (``acceleration="exact"``), through the baked field
+(``acceleration="baked"``, the bake and its probes timed as the first render) and always skipping
+(``rdiff.acceleration`` with ``max_fraction=None``). For every frame it reports the median wall time and process
+CPU time of each (timed alternately, so all see the same background load; CPU time is the steadier measure on a
+busy machine) and each fast path's pixel error against the exact path. Model folders are copied to a temporary
+folder first (a training run rewrites its checkpoint). Writes ``benchmarks/results/bench_accel.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from rdiff.scene import Scene  # noqa: E402
 
 SIZE = 64
 TARGET_MS = 40.0  # the issue's target for a 64x64 frame with 2 threads
+SHIPPED = ("clevr1-32", "chairs-64", "planes-64")
 
 
 def load_model(path: Path) -> RenderDiffusion:
@@ -99,82 +101,106 @@ def errors(fast, exact) -> dict:
     }
 
 
-def float_error(scene: Scene, cam) -> float:
-    """Largest float rgb difference between the two paths (before 8-bit rounding)."""
+def float_error(scene: Scene, cam, render) -> float:
+    """Largest float rgb difference between a scene's fast path (``render(o, d)``, or its baked field where
+    ``None``) and the exact path, before 8-bit rounding."""
     from rdiff.cameras import to_triplane_frame
 
     with torch.inference_mode():
         o, d = to_triplane_frame(cam, scene.triplane_rotation[None]).pixel_rays(SIZE, SIZE)
         o, d = o.reshape(1, -1, 3), d.reshape(1, -1, 3)
         exact = scene.model.renderer.render_inference(scene._field, o, d)
-        fast = scene._accelerator.render(o, d)
+        if render is None:
+            field = scene.baked_field()
+            fast = exact if field is None else scene.model.renderer.render_inference(field, o, d)
+        else:
+            fast = render(o, d)
     return float((fast.rgb - exact.rgb).abs().max())
 
 
 def bench_scene(name: str, scene: Scene, threads: int, repeats: int) -> dict:
-    """Three renderings of each view, timed alternately: the exact path, ``Scene``'s default (accelerated where
-    its probe finds skipping pays, else exact) and always accelerated."""
+    """Three renderings of each view, timed alternately: the exact path, always skipping (``rdiff.acceleration``)
+    and through the baked field (``rdiff.baked_field``, as ``Scene(acceleration="baked")`` renders)."""
     model = scene.model
-    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
-    default = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=True)
-    forced = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
+    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, acceleration="exact")
+    baked = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, acceleration="baked")
+    forced = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, acceleration="exact")
     t = time.perf_counter()
     exact.render(scene.camera, SIZE)  # prepares the lookup table
     first_exact = time.perf_counter() - t
     t = time.perf_counter()
-    default.render(scene.camera, SIZE)  # and the density-bound grid and the probe
-    first_default = time.perf_counter() - t
+    baked.render(scene.camera, SIZE)  # and the bake and its probes
+    first_baked = time.perf_counter() - t
+    field = baked.baked_field()
     forced.render(scene.camera, 8)
     t = time.perf_counter()
     with torch.inference_mode():  # as Scene.render, which made the field's buffers
-        forced._accelerator = SceneAccelerator(model.renderer, forced._field, max_fraction=None)
+        probed = SceneAccelerator(model.renderer, forced._field)  # the skip path's own decision, for the record
+        forced._accelerator = SceneAccelerator(model.renderer, forced._field, grid=probed.grid, max_fraction=None)
     grid_s = time.perf_counter() - t
-    forced.accelerate = True
+    forced.acceleration = "skip"
     fov, r = float(scene.camera.fov_x[0]), scene.input_view[2]
     rows = []
     for az, el in views_of(scene):
         cam = orbit_cameras(az, el, r, fov)
-        fns = {"exact": lambda c=cam: exact.render(c, SIZE), "default": lambda c=cam: default.render(c, SIZE),
+        fns = {"exact": lambda c=cam: exact.render(c, SIZE), "baked": lambda c=cam: baked.render(c, SIZE),
                "accel": lambda c=cam: forced.render(c, SIZE)}
         times = time_pair(fns, repeats)
         stats = forced._accelerator.last_stats
+        if field is not None:
+            field.points_seen = field.points_exact = 0
+        out_baked = baked.render(cam, SIZE)[0]
         row = {"azimuth": round(az, 2), "elevation": round(el, 2), **times,
                "speedup_accel": round(times["exact"]["ms"] / times["accel"]["ms"], 3),
-               "speedup_accel_cpu": round(times["exact"]["cpu_ms"] / times["accel"]["cpu_ms"], 3),
+               "speedup_baked": round(times["exact"]["ms"] / times["baked"]["ms"], 3),
+               "speedup_baked_cpu": round(times["exact"]["cpu_ms"] / times["baked"]["cpu_ms"], 3),
                "field_evaluations_exact": stats.points_exact, "field_evaluations_accel": stats.points_evaluated,
                "evaluated_fraction": round(stats.fraction, 4), "field_calls": stats.field_calls,
-               "max_abs_diff_rgb_float": float_error(forced, cam),
-               **errors(forced.render(cam, SIZE)[0], exact.render(cam, SIZE)[0])}
+               "baked_points_exact_fraction": round(field.points_exact / max(field.points_seen, 1), 4)
+               if field is not None else 1.0,
+               "accel": {**times["accel"], **errors(forced.render(cam, SIZE)[0], exact.render(cam, SIZE)[0]),
+                         "max_abs_diff_rgb_float": float_error(forced, cam, forced._accelerator.render)},
+               "baked": {**times["baked"], **errors(out_baked, exact.render(cam, SIZE)[0]),
+                         "max_abs_diff_rgb_float": float_error(baked, cam, None)}}
         rows.append(row)
-        ex, df, ac = row["exact"], row["default"], row["accel"]
+        ex, bk, ac = row["exact"], row["baked"], row["accel"]
         print(f"  threads={threads} {name} az={az:6.1f} el={el:5.1f}: exact {ex['ms']:6.1f} ms "
-              f"(cpu {ex['cpu_ms']:5.1f}), default {df['ms']:6.1f} (cpu {df['cpu_ms']:5.1f}), "
-              f"accelerated {ac['ms']:6.1f} (cpu {ac['cpu_ms']:5.1f}), evaluations {row['evaluated_fraction']:.3f}, "
-              f"max 8-bit diff {row['max_diff_8bit']}", flush=True)
-    acc = default._accelerator
+              f"(cpu {ex['cpu_ms']:5.1f}), baked {bk['ms']:6.1f} (cpu {bk['cpu_ms']:5.1f}, 8-bit diff "
+              f"{bk['max_diff_8bit']}), skipping {ac['ms']:6.1f} (cpu {ac['cpu_ms']:5.1f}, evaluations "
+              f"{row['evaluated_fraction']:.3f}, 8-bit diff {ac['max_diff_8bit']})", flush=True)
     return {"scene": name, "first_render_s_exact": round(first_exact, 3),
-            "first_render_s_default": round(first_default, 3), "grid_build_s": round(grid_s, 3),
-            "default_enabled": acc.enabled, "probe_fraction": round(acc.probe_fraction, 4),
-            "default_grid_resolution": acc.grid.resolution, "views": rows}
+            "first_render_s_baked": round(first_baked, 3), "skip_grid_build_s": round(grid_s, 3),
+            "baked": field is not None, "baked_knots": field.knots if field is not None else None,
+            "baked_tolerance": field.tolerance if field is not None else None,
+            "baked_exact_cells": round(field.exact_fraction, 4) if field is not None else None,
+            "skip_enabled_by_its_probe": probed.enabled, "skip_probe_fraction": round(probed.probe_fraction, 4),
+            "views": rows}
 
 
 def summary(runs: list[dict]) -> dict:
     views = [v for r in runs for v in r["views"]]
-    return {
+    out = {
         "frames": len(views),
         **{f"median_ms_{k}": round(statistics.median(v[k]["ms"] for v in views), 2)
-           for k in ("exact", "default", "accel")},
+           for k in ("exact", "baked", "accel")},
         **{f"median_cpu_ms_{k}": round(statistics.median(v[k]["cpu_ms"] for v in views), 2)
-           for k in ("exact", "default", "accel")},
-        "scenes_accelerated_by_default": sum(r["default_enabled"] for r in runs),
+           for k in ("exact", "baked", "accel")},
+        "scenes_baked": sum(r["baked"] for r in runs),
+        "median_first_render_s_baked": round(statistics.median(r["first_render_s_baked"] for r in runs), 3),
+        "baked_points_exact_fraction": round(statistics.mean(v["baked_points_exact_fraction"] for v in views), 4),
+        "scenes_skipping_by_its_probe": sum(r["skip_enabled_by_its_probe"] for r in runs),
         "evaluated_fraction": round(sum(v["field_evaluations_accel"] for v in views)
                                     / sum(v["field_evaluations_exact"] for v in views), 4),
-        "max_diff_8bit": max(v["max_diff_8bit"] for v in views),
-        "min_frac_pixels_within_1_of_255": min(v["frac_pixels_within_1_of_255"] for v in views),
-        "max_abs_diff_rgb_float": max(v["max_abs_diff_rgb_float"] for v in views),
-        "max_abs_diff_opacity": max(v["max_abs_diff_opacity"] for v in views),
-        "max_abs_diff_depth_opacity_gt_0.5": max(v["max_abs_diff_depth_opacity_gt_0.5"] for v in views),
     }
+    for k in ("baked", "accel"):
+        out[k] = {
+            "max_diff_8bit": max(v[k]["max_diff_8bit"] for v in views),
+            "min_frac_pixels_within_1_of_255": min(v[k]["frac_pixels_within_1_of_255"] for v in views),
+            "max_abs_diff_rgb_float": max(v[k]["max_abs_diff_rgb_float"] for v in views),
+            "max_abs_diff_opacity": max(v[k]["max_abs_diff_opacity"] for v in views),
+            "max_abs_diff_depth_opacity_gt_0.5": max(v[k]["max_abs_diff_depth_opacity_gt_0.5"] for v in views),
+        }
+    return out
 
 
 def main(argv=None) -> int:
@@ -182,20 +208,18 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--repeats", type=int, default=7, help="timed frames per path and view (median reported)")
     ap.add_argument("--scenes", type=int, default=4, help="example images per model")
-    ap.add_argument("--shipped", default=str(ROOT / "weights" / "clevr1-32"), help="'' to leave it out")
-    ap.add_argument("--shipped-examples", default=str(ROOT / "assets" / "clevr1-32"))
-    ap.add_argument("--model", default=None, help="another checkpoint folder, e.g. runs/chairs64/model")
-    ap.add_argument("--examples", default=str(ROOT / "assets" / "chairs-64"), help="examples for --model")
+    ap.add_argument("--models", nargs="+", default=[str(ROOT / "weights" / m) for m in SHIPPED],
+                    help="model folders, each optionally followed by :EXAMPLES (default: assets/<folder name>)")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. what else was running)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_accel.json"))
     args = ap.parse_args(argv)
 
     models = []
-    if args.shipped:
-        models.append((Path(args.shipped).name, RenderDiffusion.from_pretrained(args.shipped).eval(),
-                       Path(args.shipped_examples)))
-    if args.model:
-        models.append((str(args.model), load_model(Path(args.model)), Path(args.examples)))
+    for spec in args.models:
+        folder, _, examples = spec.partition(":")
+        examples = examples or str(ROOT / "assets" / Path(folder).name)
+        models.append((Path(folder).name if Path(folder).parent == ROOT / "weights" else folder,
+                       load_model(Path(folder)), Path(examples)))
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

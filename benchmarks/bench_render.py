@@ -105,7 +105,7 @@ def to8(x: torch.Tensor) -> np.ndarray:
 
 
 def bench_frame(model: RenderDiffusion, planes, rotation, cam, size: int, repeats: int) -> dict:
-    scene = Scene(model, planes, cam, rotation, accelerate=False)
+    scene = Scene(model, planes, cam, rotation, acceleration="exact")
 
     def scene_render():
         return scene.render(cam, size)  # the Scene keeps its prepared lookup table between renders
@@ -145,7 +145,7 @@ def bench_frame(model: RenderDiffusion, planes, rotation, cam, size: int, repeat
 
 
 def bench_orbit(model: RenderDiffusion, planes, rotation, cam, size: int, repeats: int) -> dict:
-    scene = Scene(model, planes, cam, rotation, accelerate=False)
+    scene = Scene(model, planes, cam, rotation, acceleration="exact")
     cams = turntable(36, 35.0, 3.0, FOV, 30.0)
 
     def plain():

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     model = RenderDiffusion(cfg).eval()
     planes, rotation, cam, _ = cached_triplane(model, 64)
-    scene = Scene(model, planes, cam, rotation, accelerate=False)
+    scene = Scene(model, planes, cam, rotation, acceleration="exact")
     scene.render(cam, 64)  # prepares the scene's inference field
 
     # Record the points of one frame (one tensor per field call) and time the field calls.

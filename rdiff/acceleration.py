@@ -25,7 +25,7 @@ the result against the exact path on a trained scene; ``benchmarks/bench_accel.p
 Skipping has a cost: its bookkeeping (grid lookups, per-ray budgets, compaction) is ~30 % of an exact render's
 field evaluations on CPU, so it pays only where it leaves out more than that. A probe render at build time decides
 once per scene (``max_fraction``); where it does not pay, renders take the exact path. :class:`~rdiff.scene.Scene`
-renders through a ``SceneAccelerator`` unless made with ``accelerate=False``.
+renders through a ``SceneAccelerator`` when made with ``acceleration="skip"``.
 """
 
 from __future__ import annotations

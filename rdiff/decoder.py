@@ -91,6 +91,17 @@ class InferenceField:
 
     def __call__(self, points: Tensor) -> FieldSample:
         """Density ``(B, P)`` and rgb ``(B, P, 3)`` at ``points (B, P, 3)`` (one scene, or one per batch item)."""
+        b, p, _ = points.shape
+        density, rgb = self.activate(self.raw(points).t())
+        # rgb is a (points, 3) view of colour-major memory; the renderer composites it as such
+        return FieldSample(density.view(b, p), rgb.view(b, p, 3))
+
+    def activate(self, raw: Tensor) -> FieldSample:
+        """The decoder's output activation: raw outputs ``(..., 4)`` -> density ``(...)``, rgb ``(..., 3)``."""
+        return self._activate(raw)
+
+    def raw(self, points: Tensor) -> Tensor:
+        """The decoder's raw (pre-activation) outputs ``(4, B * P)``, colour-major, at ``points (B, P, 3)``."""
         if torch.is_grad_enabled():
             raise RuntimeError("inference fields do not support autograd; use the TriplaneField module itself")
         table, chunk, dev = self.table, self.chunk, self.device
@@ -112,9 +123,7 @@ class InferenceField:
             raw[:, i:j] = torch.mm(self._w_out, h)
         if self._b_out is not None:
             raw.add_(self._b_out)
-        density, rgb = self._activate(raw.t())
-        # rgb is a (points, 3) view of colour-major memory; the renderer composites it as such
-        return FieldSample(density.view(b, p), rgb.view(b, p, 3))
+        return raw
 
 
 FeatureMajorLayer = tuple[Tensor, Tensor | None]  # (weight (out, in), bias (out, 1) or None)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from rdiff.acceleration import SceneAccelerator
+from rdiff.baked_field import BakedField, bake_field
 from rdiff.cameras import Cameras, orbit_cameras, position_to_spherical, turntable
 
 if TYPE_CHECKING:
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from rdiff.model import RenderDiffusion
 
 MESH_FORMATS = (".glb", ".obj", ".ply")
+#: How a :class:`Scene` renders (``Scene(acceleration=...)``): the exact inference path; skipping negligible samples
+#: (:mod:`rdiff.acceleration`); or through the field baked on a grid (:mod:`rdiff.baked_field`).
+ACCELERATIONS = ("exact", "skip", "baked")
+#: Probe views that check a baked field against the exact path (pixels, and azimuths from the input view).
+BAKE_PROBE_SIZE = 24
+BAKE_PROBE_AZIMUTHS = (0.0, 135.0, 225.0)
 #: Default iso-density for meshes: 1 - exp(-2.5 * 0.1) ~ 22% opacity through 0.1 scene units of
 #: material, which is where trained models put their (soft) surfaces.
 DEFAULT_MESH_DENSITY = 2.5
@@ -57,16 +64,23 @@ class View:
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run.
 
-    ``accelerate=True`` renders through a :class:`~rdiff.acceleration.SceneAccelerator` built on the first
-    render: the exact path's samples, skipping negligible ones (within 1/255 of the exact path in
-    ``tests/test_acceleration.py``). Off by default: on today's trained scenes it skips too little to pay for
-    its bookkeeping and costs 0.1-0.2 s on the first render (``benchmarks/bench_accel.py``).
+    ``acceleration`` (one of :data:`ACCELERATIONS`) chooses how views are rendered; every choice keeps the exact
+    path's samples and stays within 1/255 of it on trained scenes (``benchmarks/bench_accel.py``):
+
+    * ``"exact"`` (default): the exact inference path.
+    * ``"baked"``: through the scene's field baked on a knot grid (:class:`~rdiff.baked_field.BakedField`), 3-4x
+      faster per frame; the bake (~1-2 s, ~40 MB at 64^2 triplanes) runs on the first render and is checked there
+      against exact probe renders (where it fails, renders stay exact). Pays from a few frames on: orbits, videos.
+    * ``"skip"``: a :class:`~rdiff.acceleration.SceneAccelerator` (empty-space skipping, early termination), which
+      pays only on opaque scenes in clean empty space and renders exactly where its probe finds it does not.
     """
 
     def __init__(self, model: RenderDiffusion, planes: Tensor, camera: Cameras, triplane_rotation: Tensor | None = None,
-                 accelerate: bool = False) -> None:
+                 acceleration: str = "exact") -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
+        if acceleration not in ACCELERATIONS:
+            raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
         self.model = model
         self.planes = planes.detach()
         self.camera = camera  # the input view's camera, world space
@@ -75,13 +89,16 @@ class Scene:
         self.triplane_rotation = rotation.float().cpu()
         # the triplane prepared for inference rendering on first render, on the model's device
         self._field: InferenceField | None = None
-        self.accelerate = bool(accelerate)
-        self._accelerator: SceneAccelerator | None = None  # built from _field on the first accelerated render
+        self.acceleration = acceleration
+        self._accelerator: SceneAccelerator | None = None  # built from _field on the first "skip" render
+        self._baked: BakedField | None = None  # baked from _field on the first "baked" render ...
+        self._bake_failed = False  # ... unless its probes disagreed with the exact path (then renders stay exact)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_field"] = None  # a lookup table and per-thread buffers: rebuilt on demand, not pickled or copied
         state["_accelerator"] = None
+        state["_baked"], state["_bake_failed"] = None, False
         return state
 
     @property
@@ -102,15 +119,39 @@ class Scene:
         rotations = self.triplane_rotation.to(dev)[None].expand(len(cameras), 3, 3)
         if self._field is None or self._field.device != dev:
             self._field = self.model.inference_field(self.planes.to(dev)[None])  # shared by every view
-        if self.accelerate:
+        if self.acceleration == "skip":
             if self._accelerator is None or self._accelerator.field is not self._field:
                 self._accelerator = SceneAccelerator(self.model.renderer, self._field)
             out = self._accelerator.render_world(rotations, cameras.to(dev), size, size)
         else:
-            out = self.model.render_world(planes, rotations, cameras.to(dev), size, size, field=self._field)
+            field = self.baked_field() if self.acceleration == "baked" else None
+            out = self.model.render_world(planes, rotations, cameras.to(dev), size, size,
+                                          field=self._field if field is None else field)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
+
+    @torch.inference_mode()
+    def baked_field(self) -> BakedField | None:
+        """This scene's baked field (made on first use and kept), or ``None`` where its probes failed."""
+        dev = self.model.device
+        if self._field is None or self._field.device != dev:
+            self._field = self.model.inference_field(self.planes.to(dev)[None])
+        if self._baked is None and not self._bake_failed:
+            az, el, r = self.input_view
+            cams = orbit_cameras([az + a for a in BAKE_PROBE_AZIMUTHS], [el] * len(BAKE_PROBE_AZIMUTHS), r,
+                                 float(self.camera.fov_x[0])).to(dev)
+            n = len(cams)
+            planes = self.planes.to(dev)[None].expand(n, -1, -1, -1, -1)
+            rotations = self.triplane_rotation.to(dev)[None].expand(n, 3, 3)
+
+            def probe(field) -> Tensor:
+                return self.model.render_world(planes, rotations, cams, BAKE_PROBE_SIZE, BAKE_PROBE_SIZE,
+                                               field=field).rgb
+
+            self._baked = bake_field(self._field, probe)
+            self._bake_failed = self._baked is None
+        return self._baked
 
     def view(
         self, azimuth_deg: float, elevation_deg: float, radius: float | None = None, size: int | None = None

@@ -135,9 +135,9 @@ def test_renders_take_the_exact_path_where_skipping_does_not_pay(trained):
 
 def test_scene_renders_through_the_accelerator_behind_one_switch(trained):
     model, scene = trained
-    fast = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=True)
-    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, accelerate=False)
-    assert not Scene(model, scene.planes, scene.camera, scene.triplane_rotation).accelerate  # opt-in
+    fast = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, acceleration="skip")
+    exact = Scene(model, scene.planes, scene.camera, scene.triplane_rotation, acceleration="exact")
+    assert Scene(model, scene.planes, scene.camera, scene.triplane_rotation).acceleration == "exact"  # opt-in
     cams = orbit_cameras([45.0, 160.0, 280.0], [35.0, 20.0, 50.0], 3.0, float(scene.camera.fov_x[0]))
     fast.render(cams[:1], 8)
     assert fast._accelerator is not None and exact._accelerator is None
@@ -160,7 +160,7 @@ def test_scene_renders_through_the_accelerator_behind_one_switch(trained):
                                   .permute(1, 2, 0).numpy())
     # copies drop the prepared field and accelerator and rebuild them (here: probed again, so the exact path)
     clone = copy.deepcopy(fast)
-    assert clone._accelerator is None and clone.accelerate
+    assert clone._accelerator is None and clone.acceleration == "skip"
     np.testing.assert_array_equal(clone.view(45.0, 35.0, size=SIZE).rgb, exact.view(45.0, 35.0, size=SIZE).rgb)
     assert clone._accelerator is not None and not clone._accelerator.enabled
 
