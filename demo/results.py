@@ -42,6 +42,7 @@ SPLAT_RESOLUTION = 64  # one Gaussian per occupied cell of this grid
 FALLBACK_SPLATS = 20_000  # splats kept when no cell is opaque enough
 PREVIEW_SCALE = 2  # the orbit preview renders at this multiple of the model's image size
 DISPLAY_SIZE = 256  # small images are enlarged (nearest neighbour, whole factor) to about this size for display
+BAKED_SCENES = 8  # scenes whose baked field (~70 MB each at 64^2 triplanes) the app keeps for fast renders
 FALLBACK_QUANTILE = 0.9  # iso-level used when the density never reaches the default threshold
 
 Progress = Callable[[int, int, str], None]
@@ -135,6 +136,34 @@ class ResultState:
     @property
     def scene(self) -> Scene:
         return self.scenes[self.selected]
+
+
+class BakedScenes:
+    """The scenes the app renders through their baked fields (``Scene(acceleration="baked")``), a bounded few.
+
+    A baked field makes every later view of its scene 3-4x faster (the turntable, orbit previews) but costs a
+    bake (~1-3 s, during the turntable) and ~70 MB; so only the ``max_scenes`` most recently shown scenes keep
+    theirs, and older ones go back to exact rendering. Thread-safe.
+    """
+
+    def __init__(self, max_scenes: int = BAKED_SCENES) -> None:
+        self.max_scenes = max_scenes
+        self._scenes: OrderedDict[int, Scene] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, scene: Scene) -> None:
+        """Render ``scene`` through its baked field from now on (baked on its next render); evicts the oldest."""
+        with self._lock:
+            self._scenes[id(scene)] = scene
+            self._scenes.move_to_end(id(scene))
+            scene.set_acceleration("baked")
+            while len(self._scenes) > self.max_scenes:
+                _, old = self._scenes.popitem(last=False)
+                old.set_acceleration("exact")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._scenes)
 
 
 class SceneStore:
@@ -288,9 +317,14 @@ def make_state(task: str, result: SampleResult, out_dir: Path, notes: list[str])
                        notes=list(notes), composites=composites)
 
 
-def ensure_files(state: ResultState, progress: Progress | None = None) -> SceneFiles:
-    """The selected scene's files, rendered on first use and then reused."""
+def ensure_files(state: ResultState, progress: Progress | None = None, baked: BakedScenes | None = None) -> SceneFiles:
+    """The selected scene's files, rendered on first use and then reused.
+
+    With ``baked``, the scene is rendered through its baked field from its turntable on (see :class:`BakedScenes`).
+    """
     i = state.selected
+    if baked is not None:
+        baked.add(state.scenes[i])
     if i not in state.files or not state.files[i].depth.exists():  # pruned during a long session: again
         state.workdir.mkdir(parents=True, exist_ok=True)
         state.files[i] = scene_files(state.scenes[i], state.workdir, f"{state.task}_{i:02d}", progress)

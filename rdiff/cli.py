@@ -133,7 +133,9 @@ def _save_result(result, out: Path, stem: str, args) -> list[Path]:
             Image.fromarray(to_uint8(result.composites[i])).save(out / f"{name}_composite.png")
             written.append(out / f"{name}_composite.png")
         Image.fromarray(depth_image(scene)).save(out / f"{name}_depth.png")
+        scene.set_acceleration("baked")  # a turntable's many frames pay for the bake (benchmarks/bench_accel.py)
         scene.save_video(out / f"{name}_orbit.mp4", n=args.frames)
+        scene.set_acceleration("exact")  # frees the baked table
         written += [out / f"{name}.png", out / f"{name}_depth.png", out / f"{name}_orbit.mp4"]
         try:
             written.append(scene.export_mesh(out / f"{name}.{args.mesh_format}", args.mesh_resolution,

@@ -106,7 +106,7 @@ class InferenceField:
             raise RuntimeError("inference fields do not support autograd; use the TriplaneField module itself")
         table, chunk, dev = self.table, self.chunk, self.device
         b, p, _ = points.shape
-        if b != table.batch and not (table.shared and table.batch == 1):
+        if b != table.batch and not table.shared:  # a shared scene answers any batch of point sets
             raise ValueError(f"got points for {b} scenes but planes for {table.batch}")
         total = b * p
         bidx = None if table.shared else torch.arange(b, device=dev).repeat_interleave(p)

@@ -61,6 +61,11 @@ class View:
     opacity: np.ndarray
 
 
+def _check_acceleration(acceleration: str) -> None:
+    if acceleration not in ACCELERATIONS:
+        raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
+
+
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run.
 
@@ -79,8 +84,7 @@ class Scene:
                  acceleration: str = "exact") -> None:
         if planes.ndim != 4 or planes.shape[0] != 3:
             raise ValueError(f"planes must be (3, n_f, N, N), got {tuple(planes.shape)}")
-        if acceleration not in ACCELERATIONS:
-            raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
+        _check_acceleration(acceleration)
         self.model = model
         self.planes = planes.detach()
         self.camera = camera  # the input view's camera, world space
@@ -93,6 +97,16 @@ class Scene:
         self._accelerator: SceneAccelerator | None = None  # built from _field on the first "skip" render
         self._baked: BakedField | None = None  # baked from _field on the first "baked" render ...
         self._bake_failed = False  # ... unless its probes disagreed with the exact path (then renders stay exact)
+
+    def set_acceleration(self, acceleration: str) -> None:
+        """Switch how views render (one of :data:`ACCELERATIONS`), dropping the caches the new choice does not use
+        (a baked field holds ~70 MB at 64^2 triplanes: set ``"exact"`` to free it)."""
+        _check_acceleration(acceleration)
+        self.acceleration = acceleration
+        if acceleration != "skip":
+            self._accelerator = None
+        if acceleration != "baked":
+            self._baked, self._bake_failed = None, False
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
