@@ -2,16 +2,18 @@
 
 A triplane's features are bilinear between texel centres, so on a grid whose knots are the texel centres and
 ``subdivision - 1`` evenly spaced points between neighbours, trilinear interpolation of the knots reproduces the
-features exactly: only the decoder MLP bends between knots. :class:`BakedField` evaluates the decoder's *raw*
-outputs (before its softplus and sigmoid) at every knot once, and then answers a point by interpolating the 8 knots
-around it and applying the activation: 8 table rows of 4 numbers instead of 12 rows of ``n_f`` numbers and the MLP.
+features exactly: only the decoder MLP and its output activations bend between knots. :class:`BakedField` evaluates
+the decoder at every knot once, and then answers a point by interpolating the 8 knots around it: 8 table values of
+4 numbers instead of 12 rows of ``n_f`` numbers and the MLP. The table holds the colour after its sigmoid (flat where
+colours saturate, and no activation per point) and the density *before* its softplus (a surface is a ramp there, a
+kink after the softplus), so a lookup applies the density activation alone.
 
 Where the MLP bends too much for that (sharp surfaces), a cell is marked *exact* and its points go through the exact
-field. The interpolation error of a cell is estimated from the second differences of the raw outputs at its corners
-along each axis (linear interpolation misses ``h^2 f'' / 8`` at a cell's middle), scaled by the activation's slope:
-colour error directly, density error times the cell's diagonal (the optical depth a ray can pick up crossing it). A
-cell is exact where either exceeds ``tolerance``. These are estimates, not bounds: :func:`bake_field` checks a probe
-render against the exact path and tightens the tolerance until the probe agrees (or gives up and bakes nothing).
+field. The interpolation error of a cell is estimated from the second differences of the table at the knots along
+each axis (linear interpolation misses ``h^2 f'' / 8`` at a cell's middle): colour error directly, raw density error
+times the softplus' slope and the cell's diagonal (the optical depth a ray can pick up crossing it). A cell is exact
+where either exceeds ``tolerance``. These are estimates, not bounds: :func:`bake_field` checks a probe render
+against the exact path and tightens the tolerance until the probe agrees (or gives up and bakes nothing).
 ``benchmarks/bench_accel.py`` times it and measures the pixel error on trained scenes; ``tests/test_baked_field.py``
 checks it.
 """
@@ -41,8 +43,9 @@ BAKE_CHUNK = 1 << 18
 class BakedField:
     """A scene's :class:`~rdiff.decoder.InferenceField` baked on a knot grid: a fast :data:`~rdiff.renderer.FieldFn`.
 
-    ``field(points (B, P, 3)) -> FieldSample``: trilinear interpolation of the raw outputs at the knots, then the
-    decoder's activation; points in cells marked exact (see :meth:`mark_exact`) are evaluated by ``field`` itself.
+    ``field(points (B, P, 3)) -> FieldSample``: trilinear interpolation of the table (raw density, colour) at the
+    knots, then the density activation; points in cells marked exact (see :meth:`mark_exact`) are evaluated by
+    ``field`` itself.
     The grid covers the triplane's sampled extent (``bound * (1 + 1/N)``: the outermost texel centres and the zero
     border); points outside it are clamped onto it. One scene only (a shared or single-scene field).
     """
@@ -60,14 +63,14 @@ class BakedField:
         self.knots = k = (n + 1) * subdivision + 1
         self.spacing = 2.0 * self.extent / (k - 1)
         dev, dt = field.device, table.table.dtype
-        raw = self._bake(k, dev, dt)  # (K^3, 4) raw outputs; row (z * K + y) * K + x
+        raw = self._bake(k, dev, dt)  # (K^3, 4) raw density and rgb; row (z * K + y) * K + x
         # Each row holds a knot and its +x neighbour, so a lookup gathers the 4 (y, z) corners of its cell and
         # interpolates along x itself: half the gathered rows of 8 single corners (the last x knot never starts a
         # cell, so what its row pairs with is never read).
         self.table = torch.cat([raw, torch.cat([raw[1:], raw[-1:]])], 1)  # (K^3, 8)
         self._strides = torch.tensor([[1.0], [k], [k * k]], device=dev)  # knot coordinates -> table row
         self._offsets = torch.tensor([0, k, k * k, k * k + k], dtype=torch.int32, device=dev)  # (y, z) corners
-        # frac (Q, 3) @ _corner_weights[0] + [1] = per corner (1 - f_y or f_y), then (1 - f_z or f_z)
+        # frac (Q, 3) @ _corner_weights + _corner_bias = per corner (1 - f_y or f_y), then (1 - f_z or f_z)
         cw = torch.zeros(2, 3, 8)
         for c, (dy, dz) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
             cw[0, 1, c], cw[1, 0, c] = (1.0, 0.0) if dy else (-1.0, 1.0)
@@ -85,8 +88,13 @@ class BakedField:
         knots = torch.stack([x, y, z], -1).reshape(1, -1, 3)
         raw = torch.empty(k**3, 4, dtype=dt, device=dev)
         for i in range(0, k**3, BAKE_CHUNK):
-            raw[i : i + BAKE_CHUNK] = self.field.raw(knots[:, i : i + BAKE_CHUNK]).t()
+            raw[i : i + BAKE_CHUNK] = self._table_rows(knots[:, i : i + BAKE_CHUNK])
         return raw
+
+    def _table_rows(self, points: Tensor) -> Tensor:
+        """The table's entries ``(P, 4)`` at ``points (1, P, 3)``: the raw density and the (activated) colour."""
+        raw = self.field.raw(points).t()
+        return torch.cat([raw[:, :1], self.field.activate(raw).rgb], 1)
 
     @torch.no_grad()
     def mark_exact(self, tolerance: float) -> Tensor:
@@ -97,8 +105,10 @@ class BakedField:
         k, s = self.knots, self.subdivision
         raw = self.table[:, :4].reshape(k, k, k, 4)
         eps = 1e-3
-        slope = (_channels(self.field.activate(raw + eps)) - _channels(self.field.activate(raw - eps))) / (2 * eps)
-        scale = torch.tensor([self.spacing * math.sqrt(3.0), 1.0, 1.0, 1.0], device=raw.device, dtype=raw.dtype)
+        act = self.field.activate_density
+        slope = (act(raw[..., 0] + eps) - act(raw[..., 0] - eps)) / (2 * eps)  # the softplus' slope at each knot
+        scale = torch.ones_like(raw)
+        scale[..., 0] = slope * (self.spacing * math.sqrt(3.0))
         cell_error = torch.zeros(k - 1, k - 1, k - 1, dtype=raw.dtype, device=raw.device)
         for axis in range(3):
             # Second differences at the knots inside each texel interval (features are linear there along this
@@ -108,8 +118,8 @@ class BakedField:
             nxt = torch.cat([r[1:, :1], along[-1:][None]], 0)  # ... which opens the next
             seg = torch.cat([r, nxt], 1)  # (intervals, s + 1, K, K, 4)
             second = (seg[:, :-2] - 2 * seg[:, 1:-1] + seg[:, 2:]).abs()
-            sl = slope.movedim(axis, 0)[:-1].unflatten(0, (intervals, s))[:, 1:]
-            err = (second * sl.abs() * scale).amax((1, -1)) / 8.0  # (intervals, K, K): worst channel, activated
+            sc = scale.movedim(axis, 0)[:-1].unflatten(0, (intervals, s))[:, 1:]
+            err = (second * sc).amax((1, -1)) / 8.0  # (intervals, K, K): the worst channel, activated
             err = err.repeat_interleave(s, 0)  # ... for each of the interval's cells, along the other axes' knots
             err = F.max_pool2d(err[:, None], kernel_size=2, stride=1)[:, 0]  # the cell's four edges on this axis
             torch.maximum(cell_error, err.movedim(0, axis), out=cell_error)
@@ -142,19 +152,16 @@ class BakedField:
         pairs = F.embedding_bag(cell[:, None] + self._offsets, self.table, per_sample_weights=yz[:, :4] * yz[:, 4:],
                                 mode="sum")  # (Q, 8): interpolated in y and z at the lower and upper x
         lower = pairs[:, :4]
-        raw = torch.addcmul(lower, pairs[:, 4:] - lower, frac[:, :1])
+        # written colour-major (as the exact field's outputs): density a contiguous row, rgb a (Q, 3) view
+        out = torch.empty(4, q, dtype=lower.dtype, device=lower.device).t()
+        torch.addcmul(lower, pairs[:, 4:] - lower, frac[:, :1], out=out)
         exact = self.exact_cells[cell].nonzero().view(-1)
         if exact.numel():
-            raw[exact] = self.field.raw(flat[exact][None]).t()
+            out[exact] = self._table_rows(flat[exact][None])
         self.points_seen += q
         self.points_exact += int(exact.numel())
-        density, rgb = self.field.activate(raw)
-        return FieldSample(density.view(b, p), rgb.reshape(b, p, 3))
-
-
-def _channels(sample: FieldSample) -> Tensor:
-    density, rgb = sample
-    return torch.cat([density[..., None], rgb], -1)
+        density = self.field.activate_density(out[:, 0])  # a contiguous row
+        return FieldSample(density.view(b, p), out[:, 1:].view(b, p, 3))
 
 
 RenderFn = Callable[[Callable[[Tensor], FieldSample]], Tensor]

@@ -29,9 +29,13 @@ class TriplaneDecoder(nn.Module):
             h = F.silu(layer(h))
         return self.activate(self.out(h))
 
+    def density(self, raw_density: Tensor) -> Tensor:
+        """The density activation alone: raw density outputs ``(...)`` -> density ``(...)`` >= 0 (softplus)."""
+        return F.softplus(raw_density + self.density_bias)
+
     def activate(self, raw: Tensor) -> FieldSample:
         """Raw outputs ``(..., 4)`` -> ``density (...)`` (softplus), ``rgb (..., 3)`` in [0, 1]."""
-        density = F.softplus(raw[..., 0] + self.density_bias)
+        density = self.density(raw[..., 0])
         # Slightly widened sigmoid so pure black and white are reachable (as in EG3D).
         rgb = torch.sigmoid(raw[..., 1:]) * 1.002 - 0.001
         return FieldSample(density, rgb)
@@ -70,7 +74,7 @@ class InferenceField:
     def __init__(self, field: TriplaneField, planes: Tensor, chunk: int = POINT_CHUNK) -> None:
         self.table = TriplaneTable(planes, field.bound, field.aggregate)
         self.chunk = chunk
-        self._activate = field.decoder.activate
+        self._activate, self._density = field.decoder.activate, field.decoder.density
         # Feature-major layout: activations are (width, points), so biases and SiLU run along contiguous
         # rows and the 4-wide output layer is one wide product instead of a skinny one.
         self._layers, self._w_out, self._b_out = feature_major_layers(field.decoder, self.table.table.dtype)
@@ -99,6 +103,10 @@ class InferenceField:
     def activate(self, raw: Tensor) -> FieldSample:
         """The decoder's output activation: raw outputs ``(..., 4)`` -> density ``(...)``, rgb ``(..., 3)``."""
         return self._activate(raw)
+
+    def activate_density(self, raw_density: Tensor) -> Tensor:
+        """The density activation alone: raw density outputs ``(...)`` -> density ``(...)``."""
+        return self._density(raw_density)
 
     def raw(self, points: Tensor) -> Tensor:
         """The decoder's raw (pre-activation) outputs ``(4, B * P)``, colour-major, at ``points (B, P, 3)``."""
