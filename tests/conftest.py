@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -13,6 +14,10 @@ import torch
 from rdiff import RenderDiffusion, RenderDiffusionConfig
 
 torch.set_num_threads(1)
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (apt-get install chromium), driven through playwright
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 def tiny_config(**overrides) -> RenderDiffusionConfig:
@@ -37,3 +42,15 @@ def tiny_checkpoint(tmp_path, tiny_model):
     folder = tmp_path / "tiny-ckpt"
     tiny_model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (playwright), shared by a test module; skips where Chromium or playwright is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -3,7 +3,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,6 @@ from rdiff.sampling import reconstruct
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-
 #: Runs the viewer's js_on_load body as Gradio's gr.HTML would: with ``element``, ``props`` and ``watch``.
 HARNESS = """([js, value]) => {
   const element = document.getElementById('root');
@@ -30,15 +27,10 @@ HARNESS = """([js, value]) => {
 
 
 @pytest.fixture(scope="module")
-def page():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page(viewport={"width": 400, "height": 400})
-        yield pg
-        browser.close()
+def page(browser):
+    pg = browser.new_page(viewport={"width": 400, "height": 400})
+    yield pg
+    pg.close()
 
 
 def _volume() -> BakedVolume:
