@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +98,7 @@ class Scene:
         self._accelerator: SceneAccelerator | None = None  # built from _field on the first "skip" render
         self._baked: BakedField | None = None  # baked from _field on the first "baked" render ...
         self._bake_failed = False  # ... unless its probes disagreed with the exact path (then renders stay exact)
+        self._bake_lock = threading.Lock()  # one bake at a time; renders meanwhile take the exact path
 
     def set_acceleration(self, acceleration: str) -> None:
         """Switch how views render (one of :data:`ACCELERATIONS`), dropping the caches the new choice does not use
@@ -113,7 +115,12 @@ class Scene:
         state["_field"] = None  # a lookup table and per-thread buffers: rebuilt on demand, not pickled or copied
         state["_accelerator"] = None
         state["_baked"], state["_bake_failed"] = None, False
+        del state["_bake_lock"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bake_lock = threading.Lock()
 
     @property
     def input_view(self) -> tuple[float, float, float]:
@@ -138,7 +145,7 @@ class Scene:
                 self._accelerator = SceneAccelerator(self.model.renderer, self._field)
             out = self._accelerator.render_world(rotations, cameras.to(dev), size, size)
         else:
-            field = self.baked_field() if self.acceleration == "baked" else None
+            field = self.baked_field(wait=False) if self.acceleration == "baked" else None
             out = self.model.render_world(planes, rotations, cameras.to(dev), size, size,
                                           field=self._field if field is None else field)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -146,12 +153,27 @@ class Scene:
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
 
     @torch.inference_mode()
-    def baked_field(self) -> BakedField | None:
-        """This scene's baked field (made on first use and kept), or ``None`` where its probes failed."""
+    def baked_field(self, wait: bool = True) -> BakedField | None:
+        """This scene's baked field (made on first use and kept), or ``None`` where its probes failed.
+
+        With ``wait=False``, also ``None`` while another thread is baking it (renders then take the exact path
+        instead of waiting ~2 s or baking it twice).
+        """
         dev = self.model.device
         if self._field is None or self._field.device != dev:
             self._field = self.model.inference_field(self.planes.to(dev)[None])
-        if self._baked is None and not self._bake_failed:
+        if self._baked is not None or self._bake_failed:
+            return self._baked
+        if not self._bake_lock.acquire(blocking=wait):
+            return None
+        try:
+            self._bake(dev)
+        finally:
+            self._bake_lock.release()
+        return self._baked
+
+    def _bake(self, dev: torch.device) -> None:
+        if self._baked is None and not self._bake_failed:  # (not baked by the thread this one waited for)
             az, el, r = self.input_view
             cams = orbit_cameras([az + a for a in BAKE_PROBE_AZIMUTHS], [el] * len(BAKE_PROBE_AZIMUTHS), r,
                                  float(self.camera.fov_x[0])).to(dev)
@@ -165,7 +187,6 @@ class Scene:
 
             self._baked = bake_field(self._field, probe)
             self._bake_failed = self._baked is None
-        return self._baked
 
     def view(
         self, azimuth_deg: float, elevation_deg: float, radius: float | None = None, size: int | None = None

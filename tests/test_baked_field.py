@@ -56,10 +56,8 @@ def no_grad():
 
 
 def _as(scene: Scene, acceleration: str) -> Scene:
-    out = copy.copy(scene)
-    out.acceleration = acceleration
-    out._field = out._accelerator = out._baked = None
-    out._bake_failed = False
+    out = copy.copy(scene)  # (copies drop the caches: rebuilt on demand)
+    out.set_acceleration(acceleration)
     return out
 
 
@@ -193,3 +191,17 @@ def test_the_app_keeps_a_bounded_number_of_baked_scenes(clevr):
     assert [s.acceleration for s in scenes] == ["exact", "baked", "exact"]
     scenes[1].set_acceleration("exact")
     assert scenes[1]._baked is None  # the table is freed
+
+
+def test_renders_during_a_bake_take_the_exact_path(clevr):
+    _, scene = clevr
+    baked = _as(scene, "baked")
+    exact = _as(scene, "exact").view(75.0, 20.0, size=24)
+    baked._bake_lock.acquire()  # as if another thread (the app's turntable) were baking this scene
+    try:
+        view = baked.view(75.0, 20.0, size=24)
+        assert baked._baked is None and baked.baked_field(wait=False) is None
+    finally:
+        baked._bake_lock.release()
+    assert (view.rgb == exact.rgb).all()
+    assert baked.baked_field() is not None  # once free, the next render bakes it
