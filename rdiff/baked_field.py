@@ -36,6 +36,9 @@ SUBDIVISION = 2
 TOLERANCE = 3e-3
 #: Largest colour difference (float, 0..1) a probe render may show against the exact path (0.75/255).
 PROBE_TOLERANCE = 0.75 / 255
+#: Largest table a bake may allocate (bytes): 64^2 triplanes need 72 MB; 128^2 ones 0.56 GB and 256^2 ones 4.4 GB,
+#: which are refused (their scenes render exactly).
+MAX_TABLE_BYTES = 256 << 20
 #: Points per knot-evaluation pass while baking.
 BAKE_CHUNK = 1 << 18
 
@@ -56,6 +59,10 @@ class BakedField:
             raise ValueError("a baked field holds one scene: bake each scene's field on its own")
         if subdivision < 2:
             raise ValueError("subdivision must be at least 2 (the error estimate needs a knot inside each texel)")
+        if table_bytes(table.size, subdivision) > MAX_TABLE_BYTES:
+            raise ValueError(f"a {table.size}^2 triplane's baked table would take "
+                             f"{table_bytes(table.size, subdivision) / 2**20:.0f} MB (at most "
+                             f"{MAX_TABLE_BYTES / 2**20:.0f} MB): render it exactly")
         self.field = field
         n, bound = table.size, table.bound
         self.extent = bound * (1.0 + 1.0 / n)  # knots at the texel centres from the zero border's to the other's
@@ -164,6 +171,12 @@ class BakedField:
         return FieldSample(density.view(b, p), out[:, 1:].view(b, p, 3))
 
 
+def table_bytes(triplane_size: int, subdivision: int = SUBDIVISION) -> int:
+    """Bytes of the baked table of an ``N x N`` triplane: ``K^3`` rows of 8 float32, ``K = (N + 1) s + 1``."""
+    k = (triplane_size + 1) * subdivision + 1
+    return k**3 * 8 * 4
+
+
 RenderFn = Callable[[Callable[[Tensor], FieldSample]], Tensor]
 
 
@@ -173,8 +186,11 @@ def bake_field(field: InferenceField, probe: RenderFn, subdivision: int = SUBDIV
     """Bake ``field`` and check it: ``probe(fn)`` renders probe views through a field and returns their colours.
 
     Where the baked probe differs from the exact one by more than ``probe_tolerance`` anywhere, the cells are
-    re-marked with a 4x tighter tolerance, up to ``attempts`` times; ``None`` if it still differs (render exactly).
+    re-marked with a 4x tighter tolerance, up to ``attempts`` times; ``None`` if it still differs, or if the table
+    would exceed :data:`MAX_TABLE_BYTES` (render exactly).
     """
+    if table_bytes(field.table.size, subdivision) > MAX_TABLE_BYTES:
+        return None
     baked = BakedField(field, subdivision, tolerance)
     reference = probe(field)
     for attempt in range(attempts):

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 
 import rdiff.scene as scene_module
+from rdiff import RenderDiffusion
 from rdiff.baked_field import BakedField, bake_field
 from rdiff.cameras import orbit_cameras
 from rdiff.scene import Scene
@@ -205,3 +207,14 @@ def test_renders_during_a_bake_take_the_exact_path(clevr):
         baked._bake_lock.release()
     assert (view.rgb == exact.rgb).all()
     assert baked.baked_field() is not None  # once free, the next render bakes it
+
+
+def test_large_triplanes_are_not_baked():
+    from rdiff.baked_field import MAX_TABLE_BYTES, table_bytes
+
+    assert table_bytes(64) == 131**3 * 32 <= MAX_TABLE_BYTES < table_bytes(256)
+    model = RenderDiffusion(tiny_config(triplane_size=256, triplane_channels=4)).eval()
+    field = model.inference_field(torch.zeros(1, 3, 4, 256, 256))
+    with pytest.raises(ValueError, match="render it exactly"):
+        BakedField(field)
+    assert bake_field(field, lambda fn: torch.zeros(1)) is None
