@@ -133,3 +133,19 @@ def test_config_rejects_bad_lift_settings():
         tiny_config(lift_features=-1)
     with pytest.raises(ValueError, match="lift_features"):
         tiny_config(lift_features=4, lift_depths=0)
+
+
+def test_init_weights_may_switch_a_one_colour_background_to_the_per_ray_one():
+    torch.manual_seed(0)
+    start = RenderDiffusion(tiny_config(background="learned", background_init=(0.2, 0.5, 0.7)))
+    with torch.no_grad():
+        start.renderer.background_logit.add_(0.3)  # a trained colour, not the config's
+    model = RenderDiffusion(tiny_config(background="ray"))
+    load_init_weights(model, start, "start")
+    origins = torch.randn(5, 3)
+    dirs = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.renderer.background(origins, dirs), start.renderer.background(origins, dirs))
+        torch.testing.assert_close(model.field.decoder.out.weight, start.field.decoder.out.weight)
+    with pytest.raises(ValueError, match="different model config"):  # not the other way round
+        load_init_weights(RenderDiffusion(tiny_config(background="learned")), model, "ray")

@@ -341,20 +341,33 @@ def _restore(run: _Run, state: _State) -> None:
 
 def load_init_weights(model: RenderDiffusion, start: RenderDiffusion, source: str) -> None:
     """Load ``init_from``'s model ``start`` into ``model``: the same config, or one that only switches on
-    ``ENCODER_EXTENSIONS`` that ``start`` does not use (their new modules keep their no-op initialisation)."""
+    ``ENCODER_EXTENSIONS`` that ``start`` does not use (their new modules keep their no-op initialisation), or
+    replaces a one-colour background by the per-ray one (which starts as ``start``'s colour)."""
     cfg, base = model.config, start.config
+    new_ray_background = cfg.background == "ray" and base.background != "ray"
     if base != cfg:
-        same_otherwise = replace(base, **{name: getattr(cfg, name) for name in ENCODER_EXTENSIONS}) == cfg
+        switched = {name: getattr(cfg, name) for name in ENCODER_EXTENSIONS}
+        if new_ray_background:
+            switched.update(background="ray", background_init=cfg.background_init)
+        same_otherwise = replace(base, **switched) == cfg
         only_new = (base.ray_conditioning in (False, cfg.ray_conditioning)
                     and (base.lift_features == 0 or (base.lift_features, base.lift_depths)
                          == (cfg.lift_features, cfg.lift_depths)))
         if not (same_otherwise and only_new):
             raise ValueError(f"init_from {source!r} has a different model config than this run (a fine-tune may "
-                             f"only switch on {', '.join(ENCODER_EXTENSIONS[:2])})")
-    missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
-    stray = [k for k in missing if not k.startswith(EXTENSION_MODULES)] + list(unexpected)
+                             f"only switch on {', '.join(ENCODER_EXTENSIONS[:2])} or background = 'ray')")
+    weights = start.state_dict()
+    if new_ray_background:
+        weights.pop("renderer.background_logit", None)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    new_modules = EXTENSION_MODULES + (("renderer.ray_background.",) if new_ray_background else ())
+    stray = [k for k in missing if not k.startswith(new_modules)] + list(unexpected)
     if stray:
         raise ValueError(f"init_from {source!r}: its weights do not match the model: {stray[:5]}")
+    if new_ray_background:  # the per-ray background starts as the colour ``start`` rendered everywhere
+        colour = start.renderer.background(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]))[0].detach()
+        with torch.no_grad():
+            model.renderer.ray_background.mlp[-1].bias.copy_(torch.logit(colour.clamp(1e-3, 1 - 1e-3)))
 
 
 def _save_checkpoint(run: _Run, state: _State) -> None:
