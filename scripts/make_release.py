@@ -91,8 +91,8 @@ DATASETS = {
                     "(use t_r > 0).\n- 32x32 resolution: meshes are coarse (marching cubes on a 64^3 density "
                     "grid).\n- The input camera must match the image (elevation 15-60 degrees, distance 2.7-3.3, "
                     "FOV 40-50 degrees in training); the camera estimator (section above) fills it in from the "
-                    "image.\n- One colour for everything beyond the scene box (`background = learned`): the "
-                    "horizon line far behind the object is not modelled."),
+                    "image.\n- Faint lines where the scene box's edges cut the floor: the floor beyond the box is "
+                    "the per-ray background's."),
     "chairs": dict(
         title="chairs 64x64", tag="chairs", license="mit",
         description="procedural chairs (Infinigen's `ChairFactory`, BSD-3-Clause; a distinct chair per scene) "
