@@ -55,7 +55,7 @@ class BakedField:
 
     def __init__(self, field: InferenceField, subdivision: int = SUBDIVISION, tolerance: float = TOLERANCE) -> None:
         table = field.table
-        if not (table.shared or table.batch == 1):
+        if not table.shared:  # (one scene's planes, or one scene's expanded over a batch of views)
             raise ValueError("a baked field holds one scene: bake each scene's field on its own")
         if subdivision < 2:
             raise ValueError("subdivision must be at least 2 (the error estimate needs a knot inside each texel)")

@@ -129,9 +129,13 @@ class RayBackground(nn.Module):
         n_in = 6 + 2 * 3 * frequencies
         self.mlp = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                  nn.Linear(hidden, 3))
+        self.set_constant(torch.tensor(init))
+
+    @torch.no_grad()
+    def set_constant(self, colour: Tensor) -> None:
+        """Make this background the constant ``colour (3,)`` everywhere (zero last layer, its bias the logit)."""
         nn.init.zeros_(self.mlp[-1].weight)
-        with torch.no_grad():
-            self.mlp[-1].bias.copy_(torch.logit(torch.tensor(init).clamp(1e-3, 1 - 1e-3)))
+        self.mlp[-1].bias.copy_(torch.logit(colour.clamp(1e-3, 1 - 1e-3)))
 
     def forward(self, origins: Tensor, dirs: Tensor) -> Tensor:
         """``origins, dirs (..., 3)`` -> colour ``(..., 3)`` in [0, 1]."""

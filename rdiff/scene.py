@@ -75,7 +75,7 @@ class Scene:
 
     * ``"exact"`` (default): the exact inference path.
     * ``"baked"``: through the scene's field baked on a knot grid (:class:`~rdiff.baked_field.BakedField`), 3-4x
-      faster per frame; the bake (~1-2 s, ~40 MB at 64^2 triplanes) runs on the first render and is checked there
+      faster per frame; the bake (~2-3 s, ~70 MB at 64^2 triplanes) runs on the first render and is checked there
       against exact probe renders (where it fails, renders stay exact). Pays from a few frames on: orbits, videos.
     * ``"skip"``: a :class:`~rdiff.acceleration.SceneAccelerator` (empty-space skipping, early termination), which
       pays only on opaque scenes in clean empty space and renders exactly where its probe finds it does not.
@@ -138,19 +138,24 @@ class Scene:
         dev = self.model.device
         planes = self.planes.to(dev)[None].expand(len(cameras), -1, -1, -1, -1)
         rotations = self.triplane_rotation.to(dev)[None].expand(len(cameras), 3, 3)
-        if self._field is None or self._field.device != dev:
-            self._field = self.model.inference_field(self.planes.to(dev)[None])  # shared by every view
+        exact = self._inference_field(dev)
         if self.acceleration == "skip":
-            if self._accelerator is None or self._accelerator.field is not self._field:
-                self._accelerator = SceneAccelerator(self.model.renderer, self._field)
+            if self._accelerator is None or self._accelerator.field is not exact:
+                self._accelerator = SceneAccelerator(self.model.renderer, exact)
             out = self._accelerator.render_world(rotations, cameras.to(dev), size, size)
         else:
-            field = self.baked_field(wait=False) if self.acceleration == "baked" else None
+            baked = self.baked_field(wait=False) if self.acceleration == "baked" else None
             out = self.model.render_world(planes, rotations, cameras.to(dev), size, size,
-                                          field=self._field if field is None else field)
+                                          field=exact if baked is None else baked)
         rgb = (out.rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         depth, opacity = out.depth.float().cpu().numpy(), out.opacity.float().cpu().numpy()
         return [View(rgb[i], depth[i], opacity[i]) for i in range(len(cameras))]
+
+    def _inference_field(self, dev: torch.device) -> InferenceField:
+        """The triplane prepared for inference rendering on ``dev`` (made once, shared by every view)."""
+        if self._field is None or self._field.device != dev:
+            self._field = self.model.inference_field(self.planes.to(dev)[None])
+        return self._field
 
     @torch.inference_mode()
     def baked_field(self, wait: bool = True) -> BakedField | None:
@@ -160,8 +165,6 @@ class Scene:
         instead of waiting ~2 s or baking it twice).
         """
         dev = self.model.device
-        if self._field is None or self._field.device != dev:
-            self._field = self.model.inference_field(self.planes.to(dev)[None])
         if self._baked is not None or self._bake_failed:
             return self._baked
         if not self._bake_lock.acquire(blocking=wait):
@@ -185,7 +188,7 @@ class Scene:
                 return self.model.render_world(planes, rotations, cams, BAKE_PROBE_SIZE, BAKE_PROBE_SIZE,
                                                field=field).rgb
 
-            self._baked = bake_field(self._field, probe)
+            self._baked = bake_field(self._inference_field(dev), probe)
             self._bake_failed = self._baked is None
 
     def view(

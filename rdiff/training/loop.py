@@ -366,8 +366,7 @@ def load_init_weights(model: RenderDiffusion, start: RenderDiffusion, source: st
         raise ValueError(f"init_from {source!r}: its weights do not match the model: {stray[:5]}")
     if new_ray_background:  # the per-ray background starts as the colour ``start`` rendered everywhere
         colour = start.renderer.background(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 1.0]]))[0].detach()
-        with torch.no_grad():
-            model.renderer.ray_background.mlp[-1].bias.copy_(torch.logit(colour.clamp(1e-3, 1 - 1e-3)))
+        model.renderer.ray_background.set_constant(colour)
 
 
 def _save_checkpoint(run: _Run, state: _State) -> None:
