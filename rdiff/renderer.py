@@ -208,7 +208,7 @@ class VolumeRenderer(nn.Module):
 
     @torch.no_grad()
     def render_inference(
-        self, field: FieldFn, origins: Tensor, dirs: Tensor, ray_chunk: int = RAY_CHUNK
+        self, field: FieldFn, origins: Tensor, dirs: Tensor, ray_chunk: int | None = None
     ) -> RenderOutput:
         """The deterministic (``perturb=False``) render of :meth:`forward` without autograd, organised for speed.
 
@@ -216,7 +216,11 @@ class VolumeRenderer(nn.Module):
         the background, exactly as in :meth:`forward`), and the rest go through the coarse/fine passes
         ``ray_chunk`` rays at a time so the per-sample arrays stay in cache. ``field`` must be pointwise (any
         :data:`FieldFn` is); an :class:`~rdiff.decoder.InferenceField` is the fast one for triplanes.
+        ``ray_chunk`` defaults to the field's own ``ray_chunk`` attribute where it has one (a field whose points
+        are cheap renders faster in larger passes), else :data:`RAY_CHUNK`.
         """
+        if ray_chunk is None:
+            ray_chunk = int(getattr(field, "ray_chunk", RAY_CHUNK))
         b, r, _ = origins.shape
         near, far, hit = ray_box_intersection(origins, dirs, self.bound)
         bg = self.background(origins, dirs)

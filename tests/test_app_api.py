@@ -410,6 +410,14 @@ def test_a_run_clears_the_old_outputs_and_reports_progress_in_the_notes(server, 
     assert "rendering" in first_view[OUT["notes"]]
     assert first_view[OUT["state"]] == gr.skip()  # the state changes with the full result only (see restore)
     assert Path(first_view[OUT["image"]]).is_file() and Path(first_view[OUT["orbit"]]).is_file()
+    # no render before the first view: its orbit view is the result image (the denoiser's render from the input
+    # view); the full result brings the orbit view rendered at the orbit's size, from the same viewpoint
+    assert first_view[OUT["orbit"]] == first_view[OUT["image"]]
+    assert last[OUT["orbit"]] != last[OUT["image"]] and Path(last[OUT["orbit"]]).is_file()
+    shown = np.asarray(Image.open(last[OUT["image"]]).convert("RGB"), dtype=np.float32)
+    rendered = np.asarray(Image.open(last[OUT["orbit"]]).convert("RGB"), dtype=np.float32)
+    assert shown.shape == rendered.shape  # the same display size: the layout does not jump
+    assert np.abs(shown - rendered).mean() < 8.0  # the same view (finer pixels), not another one
     assert isinstance(first_view[OUT["video"]], dict)  # the turntable and the rest come with the last yield
     assert "Input view" in last[OUT["notes"]] and Path(last[OUT["mesh_file"]]).is_file()
 

@@ -476,3 +476,31 @@ def test_triplane_table_needs_batch_index_for_several_scenes():
         table(torch.zeros(5, 3))
     shared = TriplaneTable(torch.randn(1, 3, 4, 8, 8).expand(2, -1, -1, -1, -1))
     assert shared.shared and shared(torch.zeros(5, 3)).shape == (5, 4)
+
+
+def test_inference_passes_follow_the_fields_own_ray_chunk():
+    """A field with a ``ray_chunk`` attribute (a baked field: cheap points, larger passes) is rendered in passes of
+    that many rays; an explicit ``ray_chunk`` overrides it; the image is the same either way."""
+    cams = orbit_cameras(30.0, 25.0, 3.0, 0.75)
+    o, d = _rays(cams, 16, 16)
+    r = VolumeRenderer(8, 8, background="white")
+    box = box_field(box_planes())
+
+    class Recording:
+        def __init__(self, chunk: int | None) -> None:
+            if chunk is not None:
+                self.ray_chunk = chunk
+            self.calls: list[int] = []
+
+        def __call__(self, points):
+            self.calls.append(points.shape[1] // 8)  # rays in this pass (8 samples each)
+            return box(points)
+
+    default, own, overridden = Recording(None), Recording(100), Recording(100)
+    reference = r.render_inference(default, o, d)
+    hit = int(ray_box_intersection(o, d, 1.0)[2].sum())
+    assert hit > 100 and max(default.calls) == hit  # 256 rays: one pass of the default RAY_CHUNK
+    torch.testing.assert_close(r.render_inference(own, o, d).rgb, reference.rgb)
+    assert max(own.calls) == 100 and len(own.calls) == 2 * -(-hit // 100)  # coarse + fine per pass
+    r.render_inference(overridden, o, d, ray_chunk=64)
+    assert max(overridden.calls) == 64
