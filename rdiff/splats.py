@@ -123,37 +123,67 @@ def read_splat_ply(path: str | Path) -> Splats:
                   scale=(np.exp(data["scale_0"]) / scale).astype(np.float32))
 
 
+#: Splats are cut off at this many standard deviations (as 3DGS viewers do: gsplat.js and the reference
+#: rasteriser draw a Gaussian over its 3-sigma extent).
+CUTOFF_SIGMAS = 3.0
+
+
 def render_splats(splats: Splats, camera: Cameras, size: int, background: tuple[float, float, float] | Tensor,
-                  chunk: int = 4096) -> np.ndarray:
-    """Rasterise isotropic splats from one camera: ``(size, size, 3)`` float in [0, 1], front-to-back
-    alpha compositing (as 3DGS viewers draw them), for comparing a splat file with the volume renders."""
+                  max_pairs: int = 1 << 25) -> np.ndarray:
+    """Rasterise isotropic splats from one camera: ``(size, size, 3)`` float in [0, 1], front-to-back alpha
+    compositing (as 3DGS viewers draw them), for comparing a splat file with the volume renders.
+
+    Each splat touches the pixels within :data:`CUTOFF_SIGMAS` of its projected centre; a pixel composites its
+    splats nearest first. ``background``: one colour ``(3,)`` or one per pixel ``(size * size, 3)`` (row-major).
+    Raises ``ValueError`` where the splats cover more than ``max_pairs`` (splat, pixel) pairs (a camera inside
+    the splats: render smaller).
+    """
     c2w = camera.c2w[0].double()
     w2c = torch.linalg.inv(c2w)
     means = torch.from_numpy(splats.means).double()
     cam = means @ w2c[:3, :3].T + w2c[:3, 3]
     depth = -cam[:, 2]  # the camera looks down -Z
-    front = depth > 1e-3
     f = (size / 2) / math.tan(float(camera.fov_x[0]) / 2)
-    u = f * cam[:, 0] / depth + size / 2  # pixel coordinates, x right
-    v = -f * cam[:, 1] / depth + size / 2  # y down
-    radius_px = f * torch.from_numpy(splats.scale).double() / depth.clamp_min(1e-3)
-    order = torch.argsort(torch.where(front, depth, torch.full_like(depth, float("inf"))))
-    order = order[front[order]]
-    px = torch.arange(size, dtype=torch.float64) + 0.5
-    gx, gy = torch.meshgrid(px, px, indexing="xy")
-    gx, gy = gx.reshape(-1), gy.reshape(-1)
-    colour = torch.zeros(size * size, 3, dtype=torch.float64)
-    trans = torch.ones(size * size, dtype=torch.float64)
-    rgb = torch.from_numpy(splats.rgb).double()
-    op = torch.from_numpy(splats.opacity).double()
-    for i in range(0, order.numel(), chunk):
-        idx = order[i : i + chunk]
-        d2 = (gx[None] - u[idx, None]) ** 2 + (gy[None] - v[idx, None]) ** 2
-        a = (op[idx, None] * torch.exp(-0.5 * d2 / radius_px[idx, None] ** 2)).clamp(max=0.99)
-        # transmittance before each splat of the chunk, then through the whole chunk
-        before = trans[None] * torch.cumprod(torch.cat([torch.ones_like(a[:1]), 1 - a[:-1]]), 0)
-        colour += (before * a).T @ rgb[idx]
-        trans = before[-1] * (1 - a[-1])
-    bg = torch.as_tensor(background).detach().double().reshape(1, 3)
+    front = (depth > 1e-3).nonzero().view(-1)
+    front = front[torch.argsort(depth[front])]  # nearest first: a splat's rank is its position here
+    d = depth[front]
+    u = f * cam[front, 0] / d + size / 2  # pixel coordinates, x right
+    v = -f * cam[front, 1] / d + size / 2  # y down
+    sigma = f * torch.from_numpy(splats.scale).double()[front] / d
+    reach = CUTOFF_SIGMAS * sigma
+    # (splat, pixel) pairs: each splat's bounding square of pixel centres within its reach
+    x0 = torch.ceil(u - reach - 0.5).clamp(0, size).long()
+    x1 = torch.floor(u + reach - 0.5).clamp(-1, size - 1).long()
+    y0 = torch.ceil(v - reach - 0.5).clamp(0, size).long()
+    y1 = torch.floor(v + reach - 0.5).clamp(-1, size - 1).long()
+    w, h = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
+    counts = w * h
+    total = int(counts.sum())
+    if total > max_pairs:
+        raise ValueError(f"the splats cover {total} (splat, pixel) pairs (at most {max_pairs}): render smaller")
+    rank = torch.repeat_interleave(torch.arange(len(front)), counts)
+    local = torch.arange(total) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    px = x0[rank] + local % w[rank]
+    py = y0[rank] + local // w[rank]
+    d2 = (px + 0.5 - u[rank]) ** 2 + (py + 0.5 - v[rank]) ** 2
+    inside = d2 <= reach[rank] ** 2
+    rank, pixel, d2 = rank[inside], (py * size + px)[inside], d2[inside]
+    op = torch.from_numpy(splats.opacity).double()[front]
+    alpha = (op[rank] * torch.exp(-0.5 * d2 / sigma[rank] ** 2)).clamp(max=0.99)
+    # per pixel, nearest first: the transmittance before each pair is exp(sum of log(1 - alpha) before it)
+    order = torch.argsort(pixel * len(front) + rank)
+    pixel, alpha, rank = pixel[order], alpha[order], rank[order]
+    log_t = torch.log1p(-alpha)
+    before = torch.cumsum(log_t, 0) - log_t  # over every pair so far ...
+    n = size * size
+    first = torch.full((n,), total, dtype=torch.long).scatter_reduce(0, pixel, torch.arange(len(pixel)), "amin")
+    start = torch.zeros(n, dtype=torch.float64)
+    hit = first < len(pixel)
+    start[hit] = before[first[hit]]
+    weight = torch.exp(before - start[pixel]) * alpha  # ... less the pairs of earlier pixels
+    rgb = torch.from_numpy(splats.rgb).double()[front]
+    colour = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, pixel, weight[:, None] * rgb[rank])
+    trans = torch.exp(torch.zeros(n, dtype=torch.float64).index_add_(0, pixel, log_t))
+    bg = torch.as_tensor(background).detach().double().reshape(-1, 3)
     out = colour + trans[:, None] * bg
     return out.reshape(size, size, 3).clamp(0, 1).float().numpy()

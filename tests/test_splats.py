@@ -58,3 +58,37 @@ def test_rasteriser_puts_a_splat_where_the_camera_sees_it():
     assert img[0, 0, 1] > 0.99  # background elsewhere
     rows = np.nonzero(img[..., 2] > 0.5)[0]
     assert rows.size and rows.mean() < 16  # +z is up in the image
+
+
+def test_rasteriser_matches_a_per_pixel_reference():
+    """Every pixel composites the splats within 3 sigma of it, nearest first, over its own background."""
+    from rdiff.splats import CUTOFF_SIGMAS
+
+    rng = np.random.default_rng(3)
+    n, size = 40, 12
+    splats = Splats(rng.uniform(-0.6, 0.6, (n, 3)).astype(np.float32), rng.uniform(0, 1, (n, 3)).astype(np.float32),
+                    rng.uniform(0.2, 0.95, n).astype(np.float32), rng.uniform(0.03, 0.2, n).astype(np.float32))
+    cam = orbit_cameras(35.0, 20.0, 2.5, math.radians(45))
+    bg = rng.uniform(0, 1, (size * size, 3))
+    img = render_splats(splats, cam, size, torch.from_numpy(bg))
+
+    w2c = np.linalg.inv(cam.c2w[0].double().numpy())
+    pts = splats.means.astype(np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+    depth = -pts[:, 2]
+    f = (size / 2) / math.tan(math.radians(45) / 2)
+    u, v = f * pts[:, 0] / depth + size / 2, -f * pts[:, 1] / depth + size / 2
+    sigma = f * splats.scale / depth
+    ref = np.zeros((size, size, 3))
+    for y in range(size):
+        for x in range(size):
+            t, c = 1.0, np.zeros(3)
+            for i in np.argsort(depth):
+                d2 = (x + 0.5 - u[i]) ** 2 + (y + 0.5 - v[i]) ** 2
+                if depth[i] <= 1e-3 or d2 > (CUTOFF_SIGMAS * sigma[i]) ** 2:
+                    continue
+                a = min(splats.opacity[i] * math.exp(-0.5 * d2 / sigma[i] ** 2), 0.99)
+                c += t * a * splats.rgb[i]
+                t *= 1 - a
+            ref[y, x] = c + t * bg[y * size + x]
+    assert (ref != bg.reshape(size, size, 3)).any(axis=-1).mean() > 0.3  # the splats cover much of the image
+    np.testing.assert_allclose(img, np.clip(ref, 0, 1), atol=1e-5)
