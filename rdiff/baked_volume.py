@@ -117,14 +117,11 @@ def bake_volume(scene: Scene, resolution: int = 64, min_alpha: float = 1e-3) -> 
     if not 8 <= resolution <= 128:
         raise ValueError("baked volume resolution must be between 8 and 128")
     bound = float(scene.model.config.scene_bound)
-    cell = 2 * bound / resolution
-    axis = torch.linspace(-bound + cell / 2, bound - cell / 2, resolution)
-    points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    density, rgb = scene.field_at(points)
-    alpha = np.minimum(1.0 - np.exp(-density.float().cpu().numpy() * cell), MAX_CELL_ALPHA)
+    samples = scene.cell_samples(resolution)
+    alpha, rgb = np.minimum(samples.alpha.numpy(), MAX_CELL_ALPHA), samples.rgb
     code = np.round(255.0 * np.sqrt(np.clip(alpha, 0.0, 1.0))).astype(np.uint8)
     code[alpha < min_alpha] = 0
-    colour = np.round(255.0 * np.clip(rgb.float().cpu().numpy(), 0.0, 1.0)).astype(np.uint8)
+    colour = np.round(255.0 * np.clip(rgb.numpy(), 0.0, 1.0)).astype(np.uint8)
     colour[code == 0] = 0  # never seen through: zeros compress
     shape = (resolution,) * 3
     az, el, radius = scene.input_view

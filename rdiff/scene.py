@@ -67,6 +67,16 @@ def _check_acceleration(acceleration: str) -> None:
         raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
 
 
+@dataclass
+class CellSamples:
+    """A scene's field at cell centres (:meth:`Scene.cell_samples`), in ``ij`` grid order (x slowest)."""
+
+    points: Tensor  #: (R^3, 3) cell centres, triplane frame
+    alpha: Tensor  #: (R^3,) one-cell opacity ``1 - exp(-density * cell)`` (the renderer's alpha for that step)
+    rgb: Tensor  #: (R^3, 3) colour
+    cell: float  #: cell width (scene units)
+
+
 class Scene:
     """The 3D result of a denoising run. Rendering re-uses the cached triplane: no diffusion is re-run.
 
@@ -221,6 +231,17 @@ class Scene:
             dens.append(d[0])
             rgbs.append(c[0])
         return torch.cat(dens), torch.cat(rgbs)
+
+    def cell_samples(self, resolution: int) -> CellSamples:
+        """The field at the centres of the cells of a ``resolution^3`` grid over the scene box (triplane frame),
+        with each cell's one-cell opacity: what the baked volume and the splats are made of."""
+        b = float(self.model.config.scene_bound)
+        cell = 2 * b / resolution
+        axis = torch.linspace(-b + cell / 2, b - cell / 2, resolution)
+        points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+        density, rgb = self.field_at(points)
+        alpha = (1 - torch.exp(-density.float() * cell)).cpu()
+        return CellSamples(points=points, alpha=alpha, rgb=rgb.float().cpu(), cell=cell)
 
     def density_grid(self, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Density and rgb on a ``resolution^3`` grid spanning the scene bound (x, y, z index order).

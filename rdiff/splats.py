@@ -58,16 +58,12 @@ def bake_splats(scene: Scene, resolution: int = 64, min_opacity: float = 0.05, s
     """
     if not 8 <= resolution <= 256:
         raise ValueError("splat grid resolution must be between 8 and 256")
-    b = scene.model.config.scene_bound
-    cell = 2 * b / resolution
-    axis = torch.linspace(-b + cell / 2, b - cell / 2, resolution)
-    local = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    density, rgb = scene.field_at(local)
-    alpha = (1 - torch.exp(-density.float() * cell)).cpu()
+    samples = scene.cell_samples(resolution)
+    local, alpha, rgb, cell = samples.points, samples.alpha, samples.rgb, samples.cell
     keep = alpha >= min_opacity
     if not keep.any():
         raise ValueError(f"no grid cell reaches opacity {min_opacity}: the scene is empty")
-    local, alpha, rgb = local[keep], alpha[keep], rgb.float().cpu()[keep].clamp(0, 1)
+    local, alpha, rgb = local[keep], alpha[keep], rgb[keep].clamp(0, 1)
     if local.shape[0] > max_splats:  # keep the most opaque
         top = torch.topk(alpha, max_splats).indices
         local, alpha, rgb = local[top], alpha[top], rgb[top]
