@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_render import write_report  # noqa: E402
+from fidelity import compare, orbit_views  # noqa: E402
 
 from demo.examples import load_examples  # noqa: E402
 from demo.live_viewer import LIVE_MIN_ALPHA, LIVE_RESOLUTION, live_size  # noqa: E402
@@ -53,14 +54,13 @@ def measure(name: str, views: int, resolution: int, min_alpha: float) -> dict:
         bake_s.append(time.perf_counter() - start)
         kb.append(len(json.dumps(volume.payload(size), separators=(",", ":"))) / 1024)
         az0, el0, _ = scene.input_view
-        for i in range(views):
-            az, el = az0 + 360.0 * i / views, el0 + (15.0 if i % 2 else 0.0)
+        for az, el in orbit_views(az0, el0, views):
             exact = scene.view(az, el, size=size).rgb.astype(np.float64) / 255
             baked = np.round(render_baked(volume, az, el, size) * 255) / 255  # as the canvas stores it
-            err = np.abs(baked - exact).max(-1)
-            psnrs.append(float(10 * np.log10(1.0 / max(np.mean((baked - exact) ** 2), 1e-12))))
-            within1.append(float((err <= 1.0 / 255 + 1e-9).mean()))
-            within4.append(float((err <= 4.0 / 255 + 1e-9).mean()))
+            psnr, within = compare(baked, exact, (1, 4))
+            psnrs.append(psnr)
+            within1.append(within[1])
+            within4.append(within[4])
     return {"size": size, "examples": len(kb), "views": len(psnrs), "psnr_mean": statistics.mean(psnrs),
             "psnr_min": min(psnrs), "within_1_255": statistics.mean(within1),
             "within_4_255": statistics.mean(within4), "payload_kb": statistics.mean(kb),

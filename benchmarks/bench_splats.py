@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_render import write_report  # noqa: E402
+from fidelity import compare, orbit_views  # noqa: E402
 
 from demo.examples import load_examples  # noqa: E402
 from demo.results import FALLBACK_SPLATS, SPLAT_RESOLUTION  # noqa: E402
@@ -71,16 +72,15 @@ def measure(name: str, views: int, size: int | None) -> dict:
         counts.append(len(splats))
         az0, el0, radius = scene.input_view
         fov = float(scene.camera.fov_x[0])
-        for i in range(views):
-            az, el = az0 + 360.0 * i / views, el0 + (15.0 if i % 2 else 0.0)
+        for az, el in orbit_views(az0, el0, views):
             cam = orbit_cameras(az, el, radius, fov)
             exact = scene.render(cam, size)[0].rgb.astype(np.float64) / 255
             drawn = render_splats(splats, cam, size, background(scene, cam, size)).astype(np.float64)
             drawn = np.round(drawn * 255) / 255  # 8 bits, as the volume render
-            err = np.abs(drawn - exact).max(-1)
-            psnrs.append(float(10 * np.log10(1.0 / max(np.mean((drawn - exact) ** 2), 1e-12))))
-            within4.append(float((err <= 4.0 / 255 + 1e-9).mean()))
-            within16.append(float((err <= 16.0 / 255 + 1e-9).mean()))
+            psnr, within = compare(drawn, exact, (4, 16))
+            psnrs.append(psnr)
+            within4.append(within[4])
+            within16.append(within[16])
     return {"size": size, "examples": len(counts), "views": len(psnrs), "psnr_mean": statistics.mean(psnrs),
             "psnr_min": min(psnrs), "within_4_255": statistics.mean(within4),
             "within_16_255": statistics.mean(within16), "splats": statistics.median(counts),
