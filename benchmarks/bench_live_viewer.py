@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_render import write_report  # noqa: E402
-from fidelity import compare, orbit_views  # noqa: E402
+from fidelity import Scores, orbit_views  # noqa: E402
 
 from demo.examples import load_examples  # noqa: E402
 from demo.live_viewer import LIVE_MIN_ALPHA, LIVE_RESOLUTION, live_size  # noqa: E402
@@ -44,7 +44,7 @@ from rdiff.sampling import reconstruct  # noqa: E402
 def measure(name: str, views: int, resolution: int, min_alpha: float) -> dict:
     model = load_model(name).model
     size = live_size(model.config.image_size)
-    psnrs, within1, within4, kb, bake_s = [], [], [], [], []
+    scores, kb, bake_s = Scores((1, 4)), [], []
     for ex in load_examples(name):
         image = prepare_image(ex.path(), model.config.image_size)
         cams = orbit_cameras(ex.azimuth, ex.elevation, ex.radius, math.radians(ex.fov))
@@ -57,13 +57,8 @@ def measure(name: str, views: int, resolution: int, min_alpha: float) -> dict:
         for az, el in orbit_views(az0, el0, views):
             exact = scene.view(az, el, size=size).rgb.astype(np.float64) / 255
             baked = np.round(render_baked(volume, az, el, size) * 255) / 255  # as the canvas stores it
-            psnr, within = compare(baked, exact, (1, 4))
-            psnrs.append(psnr)
-            within1.append(within[1])
-            within4.append(within[4])
-    return {"size": size, "examples": len(kb), "views": len(psnrs), "psnr_mean": statistics.mean(psnrs),
-            "psnr_min": min(psnrs), "within_1_255": statistics.mean(within1),
-            "within_4_255": statistics.mean(within4), "payload_kb": statistics.mean(kb),
+            scores.add(baked, exact)
+    return {"size": size, "examples": len(kb), **scores.summary(), "payload_kb": statistics.mean(kb),
             "payload_kb_max": max(kb), "bake_s": statistics.median(bake_s)}
 
 

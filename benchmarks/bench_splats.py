@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_render import write_report  # noqa: E402
-from fidelity import compare, orbit_views  # noqa: E402
+from fidelity import Scores, orbit_views  # noqa: E402
 
 from demo.examples import load_examples  # noqa: E402
 from demo.results import FALLBACK_SPLATS, SPLAT_RESOLUTION  # noqa: E402
@@ -54,7 +54,7 @@ def background(scene: Scene, camera, size: int) -> torch.Tensor:
 def measure(name: str, views: int, size: int | None) -> dict:
     model = load_model(name).model
     size = size or model.config.image_size
-    psnrs, within4, within16, counts, mb, bake_s = [], [], [], [], [], []
+    scores, counts, mb, bake_s = Scores((4, 16)), [], [], []
     for ex in load_examples(name):
         image = prepare_image(ex.path(), model.config.image_size)
         cams = orbit_cameras(ex.azimuth, ex.elevation, ex.radius, math.radians(ex.fov))
@@ -77,13 +77,8 @@ def measure(name: str, views: int, size: int | None) -> dict:
             exact = scene.render(cam, size)[0].rgb.astype(np.float64) / 255
             drawn = render_splats(splats, cam, size, background(scene, cam, size)).astype(np.float64)
             drawn = np.round(drawn * 255) / 255  # 8 bits, as the volume render
-            psnr, within = compare(drawn, exact, (4, 16))
-            psnrs.append(psnr)
-            within4.append(within[4])
-            within16.append(within[16])
-    return {"size": size, "examples": len(counts), "views": len(psnrs), "psnr_mean": statistics.mean(psnrs),
-            "psnr_min": min(psnrs), "within_4_255": statistics.mean(within4),
-            "within_16_255": statistics.mean(within16), "splats": statistics.median(counts),
+            scores.add(drawn, exact)
+    return {"size": size, "examples": len(counts), **scores.summary(), "splats": statistics.median(counts),
             "ply_mb": statistics.mean(mb), "bake_s": statistics.median(bake_s)}
 
 
