@@ -170,16 +170,14 @@ def render_splats(splats: Splats, camera: Cameras, size: int, background: tuple[
     order = torch.argsort(pixel * len(front) + rank)
     pixel, alpha, rank = pixel[order], alpha[order], rank[order]
     log_t = torch.log1p(-alpha)
-    before = torch.cumsum(log_t, 0) - log_t  # over every pair so far ...
     n = size * size
-    first = torch.full((n,), total, dtype=torch.long).scatter_reduce(0, pixel, torch.arange(len(pixel)), "amin")
-    start = torch.zeros(n, dtype=torch.float64)
-    hit = first < len(pixel)
-    start[hit] = before[first[hit]]
-    weight = torch.exp(before - start[pixel]) * alpha  # ... less the pairs of earlier pixels
+    per_pixel = torch.zeros(n, dtype=torch.float64).index_add_(0, pixel, log_t)  # log transmittance through all
+    earlier = torch.cumsum(per_pixel, 0) - per_pixel  # ... of the pixels before each one in the sorted pairs
+    before = torch.cumsum(log_t, 0) - log_t  # over every pair so far, less the earlier pixels' pairs below
+    weight = torch.exp(before - earlier[pixel]) * alpha
     rgb = torch.from_numpy(splats.rgb).double()[front]
     colour = torch.zeros(n, 3, dtype=torch.float64).index_add_(0, pixel, weight[:, None] * rgb[rank])
-    trans = torch.exp(torch.zeros(n, dtype=torch.float64).index_add_(0, pixel, log_t))
+    trans = torch.exp(per_pixel)
     bg = torch.as_tensor(background).detach().double().reshape(-1, 3)
     out = colour + trans[:, None] * bg
     return out.reshape(size, size, 3).clamp(0, 1).float().numpy()
