@@ -1,6 +1,11 @@
-"""Package a trained run as the shipped checkpoint: copy the EMA model, evaluate it, write its model card.
+"""Package a trained run as the shipped checkpoint: copy the EMA model, evaluate it, draw its orbit and sample
+sheets, write its model card.
 
-    python scripts/make_release.py --run runs/clevr1 --data data/clevr1/test --out weights/clevr1-32
+    python scripts/make_release.py --run runs/clevr1 --data data/clevr1/test --out weights/clevr1-32 \
+        --training training.md
+
+``--out`` may be a scratch folder (compare before replacing ``weights/<name>``): the card names the model by
+``--name`` (default: the folder's name) and its commands use ``weights/<name>``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import numpy as np
 import torch
 from PIL import Image
+from sample_sheet import sample_sheet  # scripts/sample_sheet.py (this script's folder is on sys.path)
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import Cameras
@@ -36,7 +42,7 @@ A RenderDiffusion model (pixel-space DDPM whose denoiser renders an inferred tri
 
     {data_command}
 
-Load it with `RenderDiffusion.from_pretrained("{out}")` (or `--model {name}` in the CLI and the app).
+Load it with `RenderDiffusion.from_pretrained("{home}")` (or `--model {name}` in the CLI and the app).
 
 ## Model
 {model_table}
@@ -59,11 +65,11 @@ Object-only PSNR by azimuth difference between the input and the novel view:
 {azimuth_table}
 
 {verdict}
-
+{all_scenes}{status}
 `orbit_examples.png` shows test inputs (left column) and orbits of their reconstructions at t_r = 0;
-`samples_64.png` (made with `python scripts/sample_sheet.py {out} {out}/samples_64.png`) shows 64
-unconditional samples (50 DDIM steps, seeds 0-63, the default camera).
-{camera}
+`samples_64.png` (made with `{sample_command}`) shows {samples}
+unconditional samples ({sample_steps} DDIM steps, seeds 0-{last_seed}, the default camera).
+{camera}{licence}
 ## Limitations
 {limitations}
 """
@@ -109,6 +115,8 @@ DATASETS = {
                     "on a dark-red floor, rendered with Blender Cycles at 64x64. The weights are trained on GPL "
                     "material: see `docs/data.md` for what that means.",
         targets="whole-frame novel-view PSNR >= 25 dB at t_r = 0 and object-only PSNR >= 2 dB above copy-input",
+        licence="GPL-2.0-or-later (`LICENSE.md`): trained on renders of FlightGear's GPL-licensed aircraft, "
+                "distributed separately\nfrom rdiff's MIT-licensed code (`docs/data.md`, \"Planes\").",
         limitations="- FlightGear's AI aircraft only; real photos are out of distribution (use t_r > 0).\n"
                     "- 64x64 images and 64x64 triplanes: thin wings and tails are blurred.\n- The input "
                     "camera must match the image (elevation 10-60 degrees, distance 2.7-3.3, FOV 40-50 degrees)."),
@@ -161,7 +169,20 @@ def orbit_sheet(model: RenderDiffusion, data: Path, out: Path, scenes: int = 6, 
     Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale), Image.NEAREST).save(out)
 
 
-def camera_markdown(out: Path) -> str:
+def all_scenes_markdown(result, path: str) -> str:
+    """The card's paragraph on an evaluation of every test scene at t_r = 0 (saved as ``path``)."""
+    m0, copy, mean = result.metrics["0"], result.baselines["copy_input"], result.baselines["mean_image"]
+    bins = result.by_azimuth["t_r=0"]
+    per_bin = " / ".join(f"{v['obj_psnr']:.2f}" for v in bins.values())
+    return (f"\nOn all {result.scenes} test scenes ({result.views} novel views, t_r = 0: `--tr 0` without "
+            f"`--max-scenes`; `{path}`):\nwhole frame **{m0['psnr']:.2f} dB**, object-only {m0['obj_psnr']:.2f} dB "
+            f"against {copy['obj_psnr']:.2f} for copy-input ({m0['obj_psnr'] - copy['obj_psnr']:+.2f} dB) and "
+            f"{mean['obj_psnr']:.2f} for the mean\nimage, beating copy-input on "
+            f"{100 * m0['beats_copy_obj']:.1f}% of views ({per_bin} dB from {next(iter(bins))} to "
+            f"{list(bins)[-1]} degrees).\n")
+
+
+def camera_markdown(out: Path, name: str) -> str:
     """The card's camera-estimator section (empty without ``camera_estimator.json`` in ``out``)."""
     path = out / "camera_estimator.json"
     if not path.exists():
@@ -177,7 +198,7 @@ def camera_markdown(out: Path) -> str:
 `camera_estimator.safetensors` (+ `.json`) is a small CNN that estimates the input camera's elevation, distance
 and FOV from an image (azimuth is free: the model works in a view-aligned frame). The app fills its camera
 sliders from it when an image is uploaded and warns when a camera lies outside the trained ranges; the CLI
-uses it with `--estimate-camera` (`rdiff camera estimate IMAGE --model {out.name}`). Trained on the training
+uses it with `--estimate-camera` (`rdiff camera estimate IMAGE --model {name}`). Trained on the training
 views ({int(err['train_views'])}), mean absolute error on the {int(err['test_views'])} test views:
 
 | quantity | estimator | always the training mean | trained range |
@@ -197,8 +218,17 @@ def main() -> None:
     p.add_argument("--max-scenes", type=int, default=None)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--training", required=True, help="markdown file: the training section of the card")
+    p.add_argument("--status", help="markdown file: where this checkpoint stands, after the targets line")
+    p.add_argument("--name", help="the model's name in weights/ and --model (default: the --out folder's name)")
+    p.add_argument("--all-scenes", action="store_true",
+                   help="also evaluate every test scene at t_r = 0 (metrics_all_test_scenes.json)")
+    p.add_argument("--samples", type=int, default=64, help="samples on samples_64.png (0: keep the sheet there)")
+    p.add_argument("--sample-steps", type=int, default=50)
+    p.add_argument("--sample-scale", type=int, default=2)
     args = p.parse_args()
     run, out = Path(args.run), Path(args.out)
+    name = args.name or out.name
+    home = f"weights/{name}"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(run / "model" / "config.json", out / "config.json")
     shutil.copy(run / "model" / "model.safetensors", out / "model.safetensors")
@@ -206,6 +236,14 @@ def main() -> None:
     result = evaluate(model, args.data, (0, 40), steps=args.steps, max_scenes=args.max_scenes)
     save_result(result, out / "metrics.json")
     orbit_sheet(model, Path(args.data), out / "orbit_examples.png")
+    all_scenes = ""
+    if args.all_scenes:
+        every = evaluate(model, args.data, (0,), steps=args.steps)
+        save_result(every, out / "metrics_all_test_scenes.json")
+        all_scenes = all_scenes_markdown(every, "metrics_all_test_scenes.json")
+    sample_flags = f" --n {args.samples} --steps {args.sample_steps} --scale {args.sample_scale}"
+    if args.samples:
+        sample_sheet(model, args.samples, args.sample_steps, scale=args.sample_scale).save(out / "samples_64.png")
 
     meta_path = Path(args.data).parent / "scenes.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -227,12 +265,17 @@ def main() -> None:
         command = command.replace(f"data {dataset}", f"data {dataset} --out {Path(args.data).parent}", 1)
     if not command.startswith("python -m "):
         command = "python -m " + command
+    status = f"\n{Path(args.status).read_text().strip()}\n" if args.status else ""
+    licence = f"\n## Licence\n{info['licence']}\n" if info.get("licence") else ""
     card = CARD.format(
-        data_command=command, out=out, name=out.name, model_table=model_table,
+        data_command=command, home=home, name=name, model_table=model_table,
         training=Path(args.training).read_text().strip(), eval_steps=args.steps,
-        eval_command=f"python -m rdiff eval --checkpoint {out} --data {args.data} --tr 0,40{limit}",
+        eval_command=f"python -m rdiff eval --checkpoint {home} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
-        camera=camera_markdown(out),
+        all_scenes=all_scenes, status=status, samples=args.samples or 64, sample_steps=args.sample_steps,
+        last_seed=(args.samples or 64) - 1,
+        sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
+        camera=camera_markdown(out, name), licence=licence,
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
     )
     (out / "README.md").write_text(card)

@@ -16,6 +16,24 @@ from rdiff.sampling import generate
 from rdiff.visualize import to_uint8
 
 
+def sample_sheet(model: RenderDiffusion, n: int = 64, steps: int = 50, seed: int = 0, batch: int = 16,
+                 scale: int = 3) -> Image.Image:
+    """A square grid of ``n`` unconditional samples (seeds ``seed .. seed + n - 1`` in batches, the default
+    camera), enlarged ``scale`` times with nearest-neighbour."""
+    images = []
+    for start in range(0, n, batch):
+        count = min(batch, n - start)
+        result = generate(model, count, steps=steps, seed=seed + start)
+        images += [to_uint8(img) for img in result.images]
+    cols = int(np.ceil(np.sqrt(n)))
+    m = images[0].shape[0]
+    sheet = np.full((cols * m, cols * m, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        sheet[r * m:(r + 1) * m, c * m:(c + 1) * m] = img
+    return Image.fromarray(sheet).resize((cols * m * scale,) * 2, Image.NEAREST)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint")
@@ -27,18 +45,7 @@ def main() -> None:
     p.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement")
     args = p.parse_args()
     model = RenderDiffusion.from_pretrained(args.checkpoint)
-    images = []
-    for start in range(0, args.n, args.batch):
-        count = min(args.batch, args.n - start)
-        result = generate(model, count, steps=args.steps, seed=args.seed + start)
-        images += [to_uint8(img) for img in result.images]
-    cols = int(np.ceil(np.sqrt(args.n)))
-    m = images[0].shape[0]
-    sheet = np.full((cols * m, cols * m, 3), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        sheet[r * m:(r + 1) * m, c * m:(c + 1) * m] = img
-    Image.fromarray(sheet).resize((cols * m * args.scale,) * 2, Image.NEAREST).save(args.out)
+    sample_sheet(model, args.n, args.steps, args.seed, args.batch, args.scale).save(args.out)
     print(f"wrote {args.out}")
 
 
