@@ -237,13 +237,14 @@ def main() -> None:
     save_result(result, out / "metrics.json")
     orbit_sheet(model, Path(args.data), out / "orbit_examples.png")
     all_scenes = ""
-    if args.all_scenes:
-        every = evaluate(model, args.data, (0,), steps=args.steps)
+    if args.all_scenes:  # the evaluation above already covers every scene when --max-scenes is not given
+        every = result if args.max_scenes is None else evaluate(model, args.data, (0,), steps=args.steps)
         save_result(every, out / "metrics_all_test_scenes.json")
         all_scenes = all_scenes_markdown(every, "metrics_all_test_scenes.json")
-    sample_flags = f" --n {args.samples} --steps {args.sample_steps} --scale {args.sample_scale}"
+    samples = args.samples or 64  # with --samples 0 the card describes the sheet kept in --out
+    sample_flags = f" --n {samples} --steps {args.sample_steps} --scale {args.sample_scale}"
     if args.samples:
-        sample_sheet(model, args.samples, args.sample_steps, scale=args.sample_scale).save(out / "samples_64.png")
+        sample_sheet(model, samples, args.sample_steps, scale=args.sample_scale).save(out / "samples_64.png")
 
     meta_path = Path(args.data).parent / "scenes.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -272,8 +273,8 @@ def main() -> None:
         training=Path(args.training).read_text().strip(), eval_steps=args.steps,
         eval_command=f"python -m rdiff eval --checkpoint {home} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
-        all_scenes=all_scenes, status=status, samples=args.samples or 64, sample_steps=args.sample_steps,
-        last_seed=(args.samples or 64) - 1,
+        all_scenes=all_scenes, status=status, samples=samples, sample_steps=args.sample_steps,
+        last_seed=samples - 1,
         sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
         camera=camera_markdown(out, name), licence=licence,
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
