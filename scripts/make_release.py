@@ -68,7 +68,8 @@ Object-only PSNR by azimuth difference between the input and the novel view:
 {all_scenes}{status}
 `orbit_examples.png` shows test inputs (left column) and orbits of their reconstructions at t_r = 0;
 `samples_64.png` (made with `{sample_command}`) shows {samples}
-unconditional samples ({sample_steps} DDIM steps, seeds 0-{last_seed}, the default camera).
+unconditional samples ({sample_steps} DDIM steps, the default camera; batches of 16, their noise drawn from
+seeds {sample_seeds}).
 {camera}{licence}
 ## Limitations
 {limitations}
@@ -274,7 +275,7 @@ def main() -> None:
         eval_command=f"python -m rdiff eval --checkpoint {home} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
         all_scenes=all_scenes, status=status, samples=samples, sample_steps=args.sample_steps,
-        last_seed=samples - 1,
+        sample_seeds=", ".join(str(s) for s in range(0, samples, 16)),
         sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
         camera=camera_markdown(out, name), licence=licence,
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
