@@ -151,12 +151,15 @@ class ModelInfo:
     notice: str | None
     config: RenderDiffusionConfig
     name: str | None = None
+    summary: str | None = None  # what it was trained on (its model card's summary), if the card says
 
     @property
     def markdown(self) -> str:
         c = self.config
         text = (f"**Model:** `{self.name or self.source}` · {c.image_size}×{c.image_size} images · triplane "
                 f"{c.triplane_size}² × {c.triplane_channels} · T = {c.timesteps} timesteps")
+        if self.summary:
+            text += f"  \n**Trained on:** {self.summary}. Inputs unlike these are out of distribution (try t_r ≥ 40)."
         if self.notice:
             text = f"⚠️ **{self.notice}**\n\n" + text
         return text
@@ -252,7 +255,8 @@ class Handlers:
     def model_info(self, source: str | None, reload: bool = False) -> ModelInfo:
         with user_errors("Loading the model"):
             loaded = self.registry.get(source, reload=reload)
-            return ModelInfo(loaded.source, loaded.notice, loaded.model.config, loaded.name)
+            return ModelInfo(loaded.source, loaded.notice, loaded.model.config, loaded.name,
+                             self.registry.summary(loaded.name or loaded.source))
 
     def _model(self, source: str | None) -> tuple[RenderDiffusion, list[str]]:
         loaded = self.registry.get(source)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from rdiff.hub import DEFAULT_MODEL, LoadedModel, load_model, shipped_models, shipped_name
+from rdiff.hub import DEFAULT_MODEL, LoadedModel, load_model, model_summary, shipped_models, shipped_name
 from rdiff.model import CheckpointError
 
 DEFAULT_CAPACITY = 2  # models kept in memory at once (least recently used is dropped)
@@ -51,6 +51,10 @@ class ModelRegistry:
     def shipped(self) -> list[str]:
         """The names of the shipped models (default model first)."""
         return shipped_models(self.weights)
+
+    def summary(self, source: str | None) -> str | None:
+        """What the model of ``source`` was trained on, from its model card (:func:`rdiff.hub.model_summary`)."""
+        return model_summary(self.key(source), self.weights)
 
     def name(self, source: str | None) -> str | None:
         """The shipped model's name that ``source`` refers to (blank -> the default), or None."""

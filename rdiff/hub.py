@@ -69,6 +69,26 @@ def shipped_name(source: str | Path | None, root: str | Path | None = None) -> s
     return path.name if path.parent == _weights_dir(root).resolve() else None
 
 
+CARD_NAME = "README.md"  # a checkpoint folder's model card (Hugging Face's name for it)
+
+
+def model_summary(source: str | Path, root: str | Path | None = None) -> str | None:
+    """What a model was trained on, in one line: the ``summary`` in the YAML front matter of the model card
+    (``README.md``) of a shipped model (by name) or a local checkpoint folder; None where there is no card,
+    no summary or unreadable front matter (Hub ids are not looked up: that would be a download)."""
+    from huggingface_hub.repocard import metadata_load
+
+    card = Path(resolve_source(source, root)).expanduser() / CARD_NAME
+    if not card.is_file():
+        return None
+    try:
+        meta = metadata_load(card) or {}
+    except Exception:  # noqa: BLE001 - malformed YAML or an unreadable file: the card says nothing usable
+        return None
+    summary = meta.get("summary")
+    return " ".join(summary.split()) if isinstance(summary, str) and summary.strip() else None
+
+
 def hub_reachable(timeout: float = 2.0) -> bool:
     """Whether the Hub endpoint accepts a TCP connection (False at once when offline mode is set).
 

@@ -33,6 +33,7 @@ CARD = """---
 library_name: rdiff
 license: {license}
 tags: [renderdiffusion, 3d-reconstruction, diffusion, triplane, {tag}]
+summary: {summary}
 ---
 
 # rdiff {title} (RenderDiffusion)
@@ -75,10 +76,13 @@ seeds {sample_seeds}).
 {limitations}
 """
 
-# What the card says per dataset (scenes.json "dataset"), and the issue's targets for it.
+# What the card says per dataset (scenes.json "dataset"), and the issue's targets for it. ``summary`` goes into the
+# card's front matter: the app shows it as what the model knows (rdiff.hub.model_summary).
 DATASETS = {
     "clevr1": dict(
         title="CLEVR1 32x32", tag="clevr", license="mit",
+        summary="one CLEVR object (cube, sphere or cylinder; 8 colours, rubber or metal) on a grey ground disc, "
+                "32x32 pixels, cameras 15-60° above the floor at distance ~3",
         description="CLEVR1: one CLEVR object (cube/sphere/cylinder, 8 colours, rubber/metal, two sizes, random "
                     "yaw) on a grey ground disc, from our numpy generator.",
         targets="object-only PSNR >= 2 dB above copy-input, beats it on >= 80% of novel views, whole frame "
@@ -89,6 +93,8 @@ DATASETS = {
                     "degrees in training); the camera estimator (section above) fills it in from the image."),
     "clevr1-blender": dict(
         title="CLEVR1 32x32", tag="clevr", license="mit",
+        summary="one CLEVR object (cube, sphere or cylinder; 8 colours, rubber or metal) in CLEVR's Blender scene, "
+                "32x32 pixels, cameras 15-60° above the floor at distance 2.7-3.3",
         description="CLEVR1: one CLEVR object (cube/sphere/cylinder, 8 colours, rubber/metal, two sizes, random "
                     "yaw) rendered with Blender Cycles in CLEVR's own scene (its shapes, materials and jittered "
                     "lamps; BSD licence, copied into the dataset), on a floor reaching the horizon (`docs/data.md`).",
@@ -102,6 +108,8 @@ DATASETS = {
                     "the per-ray background's."),
     "chairs": dict(
         title="chairs 64x64", tag="chairs", license="mit",
+        summary="procedural chairs (Infinigen) on a dark-red floor, Blender renders at 64x64 pixels, "
+                "cameras 10-60° above the floor at distance 2.7-3.3",
         description="procedural chairs (Infinigen's `ChairFactory`, BSD-3-Clause; a distinct chair per scene) "
                     "standing on a dark-red floor with soft shadows, rendered with Blender Cycles at 64x64: the "
                     "setting of the paper's ShapeNet chairs, which cannot be redistributed (`docs/data.md`).",
@@ -112,6 +120,8 @@ DATASETS = {
                     "2.7-3.3, FOV 40-50 degrees in training); the camera estimator (section above) fills it in."),
     "planes": dict(
         title="planes 64x64", tag="airplanes", license="gpl-2.0",
+        summary="FlightGear aircraft on a dark-red floor, Blender renders at 64x64 pixels, "
+                "cameras 10-60° above the floor at distance 2.7-3.3",
         description="the aircraft of Debian's `flightgear-data-ai` (GPL-2+; liveries, scale and colour jitter) "
                     "on a dark-red floor, rendered with Blender Cycles at 64x64. The weights are trained on GPL "
                     "material: see `docs/data.md` for what that means.",
@@ -278,6 +288,7 @@ def main() -> None:
         sample_seeds=", ".join(str(s) for s in range(0, samples, 16)),
         sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
         camera=camera_markdown(out, name), licence=licence,
+        summary=json.dumps(info["summary"], ensure_ascii=False),  # one line of YAML (a JSON string): the app shows it
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
     )
     (out / "README.md").write_text(card)

@@ -77,13 +77,16 @@ SHIPPED = {
 #: The one example of the tiny ``chairs-64`` (camera: azimuth, elevation, radius, fov in degrees).
 CHAIR_EXAMPLE = {"file": "chair.png", "title": "a chair", "azimuth": 210.0, "elevation": 20.0, "radius": 2.5,
                  "fov": 35.0}
+#: The summary in the tiny ``chairs-64``'s model card (the others have no card).
+CHAIR_SUMMARY = "tiny test chairs on a red floor, 64x64 pixels"
 
 
 def make_shipped(workdir: Path) -> tuple[Path, Path]:
     """``(weights, assets)`` in ``workdir``: the tiny models of :data:`SHIPPED` and their examples.
 
     ``clevr1-32`` gets a copy of the real CLEVR examples, ``chairs-64`` one example of its own
-    (:data:`CHAIR_EXAMPLE`), ``plain-16`` none; ``weights/`` also holds a folder without config.json.
+    (:data:`CHAIR_EXAMPLE`) and a model card with :data:`CHAIR_SUMMARY`, ``plain-16`` none; ``weights/`` also
+    holds a folder without config.json.
     """
     from conftest import tiny_config
     from PIL import Image
@@ -94,6 +97,8 @@ def make_shipped(workdir: Path) -> tuple[Path, Path]:
     for i, (name, overrides) in enumerate(SHIPPED.items()):
         torch.manual_seed(i)
         RenderDiffusion(tiny_config(**overrides)).eval().save_pretrained(weights / name)
+    card = f"---\nlicense: mit\nsummary: {json.dumps(CHAIR_SUMMARY)}\n---\n# chairs\n"
+    (weights / "chairs-64" / "README.md").write_text(card)
     (weights / "not-a-model").mkdir()
     shutil.copytree(ASSETS / "clevr1-32", assets / "clevr1-32")
     chairs = assets / "chairs-64"

@@ -14,7 +14,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from app_server import CHAIR_EXAMPLE, SHIPPED, make_shipped, running_app  # noqa: E402
+from app_server import CHAIR_EXAMPLE, CHAIR_SUMMARY, SHIPPED, make_shipped, running_app  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 from demo.app import example_values, gallery_update  # noqa: E402
@@ -65,6 +65,13 @@ def test_picker_lists_the_shipped_models_by_name(server, shipped):
     assert [label for label, _ in picker.choices] == [value for _, value in picker.choices] == list(SHIPPED)
     assert picker.value == "clevr1-32"
     assert "**Model:** `clevr1-32`" in blocks["model-status"].value and str(weights) not in blocks["model-status"].value
+    assert "Trained on" not in blocks["model-status"].value  # its (tiny) folder has no model card
+    # the intro says what each shipped model knows: its card's summary, else a pointer to the card
+    scope = [b.value for b in server.app.blocks.values()
+             if isinstance(b, gr.Markdown) and "What the shipped models can do" in (b.value or "")]
+    assert len(scope) == 1
+    assert f"- `chairs-64`: {CHAIR_SUMMARY}" in scope[0]
+    assert "- `clevr1-32`: see its model card" in scope[0] and "- `plain-16`: see its model card" in scope[0]
     clevr = [e.title for e in load_examples()]
     for tab in ("reconstruct", "inpaint"):
         gallery = blocks[f"{tab}-examples"]
@@ -76,6 +83,7 @@ def test_choosing_a_model_sets_cameras_status_and_examples(client, shipped):
     out = client.predict("chairs-64", api_name="/load_model")
     assert len(out) == 10  # status, 2 x 4 camera sliders, t_r: the examples' gr.State is not in the API
     assert "**Model:** `chairs-64`" in out[0] and str(weights) not in out[0] and "T = 50" in out[0]
+    assert f"**Trained on:** {CHAIR_SUMMARY}." in out[0]
     assert list(out[1:5]) == list(out[5:9]) == pytest.approx(cameras("chairs-64"))
     assert out[-1]["maximum"] == 49 and out[-1]["value"] == 0
     rec, inp = client.predict(api_name="/model_examples")
@@ -85,6 +93,7 @@ def test_choosing_a_model_sets_cameras_status_and_examples(client, shipped):
             assert im.size == (64, 64) and im.convert("RGB").getpixel((5, 5)) == (150, 40, 40)
 
     out = client.predict("plain-16", api_name="/load_model")  # a model without examples: galleries hidden
+    assert "Trained on" not in out[0]  # nor a model card
     assert list(out[1:5]) == pytest.approx(cameras("plain-16")) and out[-1]["maximum"] == 79
     rec, inp = client.predict(api_name="/model_examples")
     assert rec["visible"] is False and inp["visible"] is False and not rec["value"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from app_server import CHAIR_EXAMPLE, SHIPPED, make_shipped
@@ -16,6 +17,7 @@ from rdiff.hub import (
     DEFAULT_MODEL,
     SHIPPED_WEIGHTS,
     load_model,
+    model_summary,
     resolve_source,
     shipped_folder,
     shipped_models,
@@ -49,6 +51,29 @@ def test_the_repository_ships_the_default_model():
     names = shipped_models()
     assert names[0] == DEFAULT_MODEL == "clevr1-32"
     assert shipped_folder(DEFAULT_MODEL) == SHIPPED_WEIGHTS
+
+
+def test_model_summary_comes_from_the_model_cards_front_matter(shipped, tmp_path):
+    from app_server import CHAIR_SUMMARY
+
+    weights, _ = shipped
+    assert model_summary("chairs-64", weights) == CHAIR_SUMMARY  # by name
+    assert model_summary(weights / "chairs-64") == CHAIR_SUMMARY  # by folder
+    assert model_summary("plain-16", weights) is None  # no card
+    assert model_summary("nobody/some-model", weights) is None  # a Hub id: not downloaded for this
+    card = tmp_path / "README.md"
+    card.write_text("---\nlicense: mit\n---\n# no summary\n")
+    assert model_summary(tmp_path) is None
+    card.write_text("---\nsummary: [unclosed\n---\n")  # broken YAML: nothing usable, no error
+    assert model_summary(tmp_path) is None
+    card.write_text('---\nsummary: "  two\\n  lines  "\n---\n')
+    assert model_summary(tmp_path) == "two lines"
+
+
+def test_every_model_in_the_repository_says_what_it_was_trained_on():
+    for name in shipped_models():
+        summary = model_summary(name)
+        assert summary and re.search(r"\d+x\d+ pixels", summary) and "cameras" in summary, name  # data, size, cameras
 
 
 def test_names_resolve_to_folders_and_other_sources_are_unchanged(shipped, tmp_path):
