@@ -127,7 +127,7 @@ def scope_markdown(registry: ModelRegistry) -> str:
     """What each shipped model knows (its model card's summary), and what happens to other inputs."""
     lines = [f"- `{name}`: {registry.summary(name) or 'see its model card'}" for name in registry.shipped()]
     return ("**What the shipped models can do.** Each knows only what it was trained on (its model card says "
-            "more):\n\n" + "\n".join(lines) + "\n\nInputs like its training images reconstruct faithfully at "
+            "more):\n\n" + "\n".join(lines) + "\n\nInputs like a model's training images reconstruct faithfully at "
             "t_r = 0. A photo of anything else is out of distribution: at t_r = 0 it comes back as colour mush, "
             "and at t_r ≥ 40 the prior turns it into the nearest thing the model knows.")
 

@@ -159,7 +159,8 @@ class ModelInfo:
         text = (f"**Model:** `{self.name or self.source}` · {c.image_size}×{c.image_size} images · triplane "
                 f"{c.triplane_size}² × {c.triplane_channels} · T = {c.timesteps} timesteps")
         if self.summary:
-            text += f"  \n**Trained on:** {self.summary}. Inputs unlike these are out of distribution (try t_r ≥ 40)."
+            text += (f"  \n**Trained on:** {self.summary.rstrip('.')}. Inputs unlike these are out of distribution; "
+                     "a larger t_r redraws them as the nearest thing the model knows.")
         if self.notice:
             text = f"⚠️ **{self.notice}**\n\n" + text
         return text

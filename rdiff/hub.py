@@ -78,6 +78,8 @@ def model_summary(source: str | Path, root: str | Path | None = None) -> str | N
     no summary or unreadable front matter (Hub ids are not looked up: that would be a download)."""
     from huggingface_hub.repocard import metadata_load
 
+    if not str(source).strip():
+        return None  # not the working directory's README
     card = Path(resolve_source(source, root)).expanduser() / CARD_NAME
     if not card.is_file():
         return None

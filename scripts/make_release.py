@@ -69,20 +69,23 @@ Object-only PSNR by azimuth difference between the input and the novel view:
 {all_scenes}{status}
 `orbit_examples.png` shows test inputs (left column) and orbits of their reconstructions at t_r = 0;
 `samples_64.png` (made with `{sample_command}`) shows {samples}
-unconditional samples ({sample_steps} DDIM steps, the default camera; batches of 16, their noise drawn from
+unconditional samples ({sample_steps} DDIM steps, the default camera; batches of {sample_batch}, their noise drawn from
 seeds {sample_seeds}).
 {camera}{licence}
 ## Limitations
 {limitations}
 """
 
+SAMPLE_BATCH = 16  # samples per generate() call on the sample sheet; each batch's noise comes from one seed
+
 # What the card says per dataset (scenes.json "dataset"), and the issue's targets for it. ``summary`` goes into the
-# card's front matter: the app shows it as what the model knows (rdiff.hub.model_summary).
+# card's front matter ({size}: the model's image size): the app shows it as what the model knows
+# (rdiff.hub.model_summary).
 DATASETS = {
     "clevr1": dict(
         title="CLEVR1 32x32", tag="clevr", license="mit",
         summary="one CLEVR object (cube, sphere or cylinder; 8 colours, rubber or metal) on a grey ground disc, "
-                "32x32 pixels, cameras 15-60° above the floor at distance ~3",
+                "{size}x{size} pixels, cameras 15-60° above the floor at distance ~3",
         description="CLEVR1: one CLEVR object (cube/sphere/cylinder, 8 colours, rubber/metal, two sizes, random "
                     "yaw) on a grey ground disc, from our numpy generator.",
         targets="object-only PSNR >= 2 dB above copy-input, beats it on >= 80% of novel views, whole frame "
@@ -94,7 +97,7 @@ DATASETS = {
     "clevr1-blender": dict(
         title="CLEVR1 32x32", tag="clevr", license="mit",
         summary="one CLEVR object (cube, sphere or cylinder; 8 colours, rubber or metal) in CLEVR's Blender scene, "
-                "32x32 pixels, cameras 15-60° above the floor at distance 2.7-3.3",
+                "{size}x{size} pixels, cameras 15-60° above the floor at distance 2.7-3.3",
         description="CLEVR1: one CLEVR object (cube/sphere/cylinder, 8 colours, rubber/metal, two sizes, random "
                     "yaw) rendered with Blender Cycles in CLEVR's own scene (its shapes, materials and jittered "
                     "lamps; BSD licence, copied into the dataset), on a floor reaching the horizon (`docs/data.md`).",
@@ -108,7 +111,7 @@ DATASETS = {
                     "the per-ray background's."),
     "chairs": dict(
         title="chairs 64x64", tag="chairs", license="mit",
-        summary="procedural chairs (Infinigen) on a dark-red floor, Blender renders at 64x64 pixels, "
+        summary="procedural chairs (Infinigen) on a dark-red floor, Blender renders at {size}x{size} pixels, "
                 "cameras 10-60° above the floor at distance 2.7-3.3",
         description="procedural chairs (Infinigen's `ChairFactory`, BSD-3-Clause; a distinct chair per scene) "
                     "standing on a dark-red floor with soft shadows, rendered with Blender Cycles at 64x64: the "
@@ -120,7 +123,7 @@ DATASETS = {
                     "2.7-3.3, FOV 40-50 degrees in training); the camera estimator (section above) fills it in."),
     "planes": dict(
         title="planes 64x64", tag="airplanes", license="gpl-2.0",
-        summary="FlightGear aircraft on a dark-red floor, Blender renders at 64x64 pixels, "
+        summary="FlightGear aircraft on a dark-red floor, Blender renders at {size}x{size} pixels, "
                 "cameras 10-60° above the floor at distance 2.7-3.3",
         description="the aircraft of Debian's `flightgear-data-ai` (GPL-2+; liveries, scale and colour jitter) "
                     "on a dark-red floor, rendered with Blender Cycles at 64x64. The weights are trained on GPL "
@@ -255,7 +258,8 @@ def main() -> None:
     samples = args.samples or 64  # with --samples 0 the card describes the sheet kept in --out
     sample_flags = f" --n {samples} --steps {args.sample_steps} --scale {args.sample_scale}"
     if args.samples:
-        sample_sheet(model, samples, args.sample_steps, scale=args.sample_scale).save(out / "samples_64.png")
+        sample_sheet(model, samples, args.sample_steps, batch=SAMPLE_BATCH, scale=args.sample_scale).save(
+            out / "samples_64.png")
 
     meta_path = Path(args.data).parent / "scenes.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -285,10 +289,11 @@ def main() -> None:
         eval_command=f"python -m rdiff eval --checkpoint {home} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
         all_scenes=all_scenes, status=status, samples=samples, sample_steps=args.sample_steps,
-        sample_seeds=", ".join(str(s) for s in range(0, samples, 16)),
+        sample_batch=SAMPLE_BATCH, sample_seeds=", ".join(str(s) for s in range(0, samples, SAMPLE_BATCH)),
         sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
         camera=camera_markdown(out, name), licence=licence,
-        summary=json.dumps(info["summary"], ensure_ascii=False),  # one line of YAML (a JSON string): the app shows it
+        # one line of YAML (a JSON string), shown by the app
+        summary=json.dumps(info["summary"].format(size=model.config.image_size), ensure_ascii=False),
         **{k: info[k] for k in ("title", "tag", "license", "description", "limitations")},
     )
     (out / "README.md").write_text(card)

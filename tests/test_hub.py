@@ -60,7 +60,8 @@ def test_model_summary_comes_from_the_model_cards_front_matter(shipped, tmp_path
     assert model_summary("chairs-64", weights) == CHAIR_SUMMARY  # by name
     assert model_summary(weights / "chairs-64") == CHAIR_SUMMARY  # by folder
     assert model_summary("plain-16", weights) is None  # no card
-    assert model_summary("nobody/some-model", weights) is None  # a Hub id: not downloaded for this
+    assert model_summary("nobody/some-model", weights) is None  # a Hub id: no local card (none is fetched)
+    assert model_summary("", weights) is None and model_summary("  ") is None
     card = tmp_path / "README.md"
     card.write_text("---\nlicense: mit\n---\n# no summary\n")
     assert model_summary(tmp_path) is None
@@ -68,6 +69,8 @@ def test_model_summary_comes_from_the_model_cards_front_matter(shipped, tmp_path
     assert model_summary(tmp_path) is None
     card.write_text('---\nsummary: "  two\\n  lines  "\n---\n')
     assert model_summary(tmp_path) == "two lines"
+    card.write_text("---\nsummary: 7\n---\n")  # not text
+    assert model_summary(tmp_path) is None
 
 
 def test_every_model_in_the_repository_says_what_it_was_trained_on():
