@@ -147,7 +147,7 @@ def metrics_markdown(result) -> str:
         v = m.get(k)
         if v is None:
             return "-"
-        return f"{100 * v:.0f}%" if k.startswith("beats") else (f"{v:.3f}" if "ssim" in k else f"{v:.2f}")
+        return f"{100 * v:.1f}%" if k.startswith("beats") else (f"{v:.3f}" if "ssim" in k else f"{v:.2f}")
 
     for t, m in result.metrics.items():
         lines.append(f"| model, t_r = {t} | " + " | ".join(cell(m, k) for k, _ in cols) + " |")
@@ -274,7 +274,7 @@ def main() -> None:
     m0, copy = result.metrics["0"], result.baselines["copy_input"]
     gain = m0["obj_psnr"] - copy["obj_psnr"]
     verdict = (f"Targets (issue: {info['targets']}): object {gain:+.2f} dB over copy-input, beats it on "
-               f"{100 * m0['beats_copy_obj']:.0f}% of views, whole frame {m0['psnr']:.2f} dB.")
+               f"{100 * m0['beats_copy_obj']:.1f}% of views, whole frame {m0['psnr']:.2f} dB.")
     limit = f" --max-scenes {args.max_scenes}" if args.max_scenes else ""
     command = meta.get("command") or f"python -m rdiff data {dataset}"
     if "--out" not in command:
