@@ -120,17 +120,12 @@ Image diffusion whose denoiser predicts the clean image by **volume-rendering a 
 from the noisy image. The final triplane is a 3D scene: every result below can be orbited, played as
 a turntable, spun as Gaussian splats in your browser and downloaded as a mesh.
 ([paper](https://arxiv.org/abs/2211.09869), CVPR 2023, Anciukevičius et al.; model card: `weights/<model>/README.md`)
+
+**What the shipped models can do.** Each knows only what it was trained on: the line under the model picker says
+what, for the chosen model (its model card says more). Inputs like its training images reconstruct faithfully at
+t_r = 0. A photo of anything else is out of distribution: at t_r = 0 it comes back as colour mush, and at
+t_r ≥ 40 the prior turns it into the nearest thing the model knows.
 """
-
-
-def scope_markdown(registry: ModelRegistry) -> str:
-    """What each shipped model knows (its model card's summary), and what happens to other inputs."""
-    lines = [f"- `{name}`: {registry.summary(name) or 'see its model card'}" for name in registry.shipped()]
-    return ("**What the shipped models can do.** Each knows only what it was trained on (its model card says "
-            "more):\n\n" + "\n".join(lines) + "\n\nInputs like a model's training images reconstruct faithfully at "
-            "t_r = 0. A photo of anything else is out of distribution: at t_r = 0 it comes back as colour mush, "
-            "and at t_r ≥ 40 the prior turns it into the nearest thing the model knows.")
-
 
 MAX_TR_SLIDER = 300  # t_r beyond ~300 of 1000 keeps little of the input; the slider stays fine-grained below
 
@@ -725,8 +720,6 @@ def build_app(model_source: str | Path | None = None, *, registry: ModelRegistry
 
     with RdiffBlocks(title="RenderDiffusion (rdiff)", delete_cache=(1800, 3600)) as app:
         gr.Markdown(INTRO)
-        if registry.shipped():
-            gr.Markdown(scope_markdown(registry))
         model_box, model_status, model_examples = model_picker(registry, status, examples)
         rec = reconstruct_tab(config, model_examples, examples)
         inp = inpaint_tab(config, model_examples, examples)
