@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import numpy as np
 import torch
 from PIL import Image
-from sample_sheet import sample_sheet  # scripts/sample_sheet.py (this script's folder is on sys.path)
+from sample_sheet import SHEET_BATCH, batch_seeds, sample_sheet  # scripts/sample_sheet.py (on sys.path)
 
 from rdiff import RenderDiffusion
 from rdiff.cameras import Cameras
@@ -75,8 +75,6 @@ seeds {sample_seeds}).
 ## Limitations
 {limitations}
 """
-
-SAMPLE_BATCH = 16  # samples per generate() call on the sample sheet; each batch's noise comes from one seed
 
 # What the card says per dataset (scenes.json "dataset"), and the issue's targets for it. ``summary`` goes into the
 # card's front matter ({size}: the model's image size): the app shows it as what the model knows
@@ -258,8 +256,7 @@ def main() -> None:
     samples = args.samples or 64  # with --samples 0 the card describes the sheet kept in --out
     sample_flags = f" --n {samples} --steps {args.sample_steps} --scale {args.sample_scale}"
     if args.samples:
-        sample_sheet(model, samples, args.sample_steps, batch=SAMPLE_BATCH, scale=args.sample_scale).save(
-            out / "samples_64.png")
+        sample_sheet(model, samples, args.sample_steps, scale=args.sample_scale).save(out / "samples_64.png")
 
     meta_path = Path(args.data).parent / "scenes.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -289,7 +286,7 @@ def main() -> None:
         eval_command=f"python -m rdiff eval --checkpoint {home} --data {args.data} --tr 0,40{limit}",
         metrics_table=metrics_markdown(result), azimuth_table=azimuth_markdown(result), verdict=verdict,
         all_scenes=all_scenes, status=status, samples=samples, sample_steps=args.sample_steps,
-        sample_batch=SAMPLE_BATCH, sample_seeds=", ".join(str(s) for s in range(0, samples, SAMPLE_BATCH)),
+        sample_batch=SHEET_BATCH, sample_seeds=", ".join(map(str, batch_seeds(samples))),
         sample_command=f"python scripts/sample_sheet.py {home} {home}/samples_64.png{sample_flags}",
         camera=camera_markdown(out, name), licence=licence,
         # one line of YAML (a JSON string), shown by the app

@@ -15,15 +15,22 @@ from rdiff import RenderDiffusion
 from rdiff.sampling import generate
 from rdiff.visualize import to_uint8
 
+SHEET_BATCH = 16  # samples per generate() call; each batch's noise comes from one seed
 
-def sample_sheet(model: RenderDiffusion, n: int = 64, steps: int = 50, seed: int = 0, batch: int = 16,
+
+def batch_seeds(n: int, seed: int = 0, batch: int = SHEET_BATCH) -> list[int]:
+    """The seed of each batch of a sheet of ``n`` samples (``seed``, ``seed + batch``, ...)."""
+    return list(range(seed, seed + n, batch))
+
+
+def sample_sheet(model: RenderDiffusion, n: int = 64, steps: int = 50, seed: int = 0, batch: int = SHEET_BATCH,
                  scale: int = 3) -> Image.Image:
-    """A square grid of ``n`` unconditional samples (seeds ``seed .. seed + n - 1`` in batches, the default
-    camera), enlarged ``scale`` times with nearest-neighbour."""
+    """A square grid of ``n`` unconditional samples (the default camera) in batches of ``batch``, each batch's
+    noise drawn from its seed in :func:`batch_seeds`, enlarged ``scale`` times with nearest-neighbour."""
     images = []
-    for start in range(0, n, batch):
-        count = min(batch, n - start)
-        result = generate(model, count, steps=steps, seed=seed + start)
+    for batch_seed in batch_seeds(n, seed, batch):
+        count = min(batch, seed + n - batch_seed)
+        result = generate(model, count, steps=steps, seed=batch_seed)
         images += [to_uint8(img) for img in result.images]
     cols = int(np.ceil(np.sqrt(n)))
     m = images[0].shape[0]
@@ -41,7 +48,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=SHEET_BATCH)
     p.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement")
     args = p.parse_args()
     model = RenderDiffusion.from_pretrained(args.checkpoint)
